@@ -1,0 +1,288 @@
+"""`mtlreg`: a thin command line over the library. Parsing and printing only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mtl_registry.errors import MtlRegError
+from mtl_registry.registry import Registry
+
+
+class _Group(click.Group):
+    """Prints user errors once, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MtlRegError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho("interrupted: nothing was published", fg="yellow", err=True)
+            sys.exit(130)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _task_dirs(values: tuple[str, ...]) -> dict[str, Path]:
+    out = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=DATA_DIR, got {value!r}", param_hint="--task")
+        out[name] = Path(path)
+    return out
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(cls=_Group)
+@click.option("--registry", "root", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("artifacts"), envvar="MTLREG_REGISTRY", show_default=True,
+              help="Registry directory (env MTLREG_REGISTRY).")
+@click.pass_context
+def main(ctx: click.Context, root: Path) -> None:
+    """One shared encoder, many versioned task heads."""
+    ctx.obj = Registry(root)
+
+
+@main.command()
+@click.option("--encoder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Local Hugging Face encoder folder (default: packaged all-MiniLM-L6-v2).")
+@click.pass_obj
+def init(registry: Registry, encoder: Path | None) -> None:
+    """Create the registry and import the base encoder."""
+    from mtl_registry.encoder.files import packaged_encoder_path
+
+    manifest = registry.init(encoder or packaged_encoder_path())
+    click.echo(f"registry {registry.root}: encoder {manifest.fingerprint} "
+               f"({manifest.model_type}, hidden {manifest.hidden_size}) active")
+
+
+@main.command("generate-data")
+@click.argument("scenario")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=0, show_default=True)
+def generate_data(scenario: str, out_dir: Path, seed: int) -> None:
+    """Generate a synthetic corpus (mangaassist, mangaassist-sentiment-v2, mangaassist-csat)."""
+    from mtl_registry.data.mangaassist import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        raise click.BadParameter(f"unknown scenario; choose from {sorted(SCENARIOS)}")
+    counts = SCENARIOS[scenario](out_dir, seed=seed)
+    click.echo(f"{scenario} -> {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@main.command()
+@click.argument("fmt", metavar="FORMAT")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scheme", type=click.Choice(["iob1", "bio"]), help="Tag scheme (conll, jointbert).")
+def convert(fmt: str, src: Path, out_dir: Path, scheme: str | None) -> None:
+    """Convert a public dataset (jointbert, conll, goemotions, clinc150) to canonical JSONL."""
+    from mtl_registry.data.converters import convert as run_convert
+
+    counts = run_convert(fmt, src, out_dir, **({"scheme": scheme} if scheme else {}))
+    click.echo(f"{fmt} -> {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def _train_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("--strategy", default="uncertainty", show_default=True),
+        click.option("--epochs", default=3, show_default=True),
+        click.option("--max-steps", type=int, help="Stop after this many steps."),
+        click.option("--batch-size", default=32, show_default=True),
+        click.option("--lr", default=1e-4, show_default=True, help="Encoder learning rate."),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.option("--task", "tasks", multiple=True, required=True, metavar="NAME=DATA_DIR",
+              help="A task and its data directory; repeat per task.")
+@click.option("--head-type", "head_types", multiple=True, metavar="NAME=TYPE",
+              help="Head type of a task (default: the task's name).")
+@_train_options
+@click.pass_obj
+def train(registry: Registry, tasks: tuple[str, ...], head_types: tuple[str, ...],
+          quiet: bool, **options: Any) -> None:
+    """Jointly fine-tune the encoder and a head per task; publish and activate the result."""
+    from mtl_registry.evaluation.report import to_markdown
+    from mtl_registry.training import TaskSpec, TrainConfig, train as run_train
+
+    types = {k: str(v) for k, v in _task_dirs(head_types).items()}
+    specs = [TaskSpec(name=n, head_type=types.get(n, n), data=d) for n, d in _task_dirs(tasks).items()]
+    result = run_train(registry, specs, TrainConfig(**options), progress=not quiet)
+    click.echo(f"encoder {result.encoder.fingerprint} published; "
+               + ", ".join(f"{h.task} v{h.version}" for h in result.heads) + " active")
+    click.echo(to_markdown(result.test or result.dev, title=f"Held-out scores ({'test' if result.test else 'dev'})"))
+    click.echo(f"step log and reports: {result.run_dir}")
+
+
+@main.command()
+@click.option("--task", "tasks", multiple=True, metavar="NAME=DATA_DIR",
+              help="Evaluate on this data (default: each head's training data).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write report.json and report.md here.")
+@json_option
+@click.pass_obj
+def evaluate(registry: Registry, tasks: tuple[str, ...], split: str, out: Path | None,
+             as_json: bool) -> None:
+    """Score the active heads on held-out data."""
+    from mtl_registry.evaluation.evaluate import evaluate as run_evaluate
+    from mtl_registry.evaluation.report import to_markdown
+
+    report = run_evaluate(registry, _task_dirs(tasks) or None, split)
+    markdown = to_markdown(report, title=f"Evaluation ({split})")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        (out / "report.md").write_text(markdown)
+    _print_json(report) if as_json else click.echo(markdown)
+
+
+@main.command()
+@click.argument("texts", nargs=-1, required=True)
+@json_option
+@click.pass_obj
+def predict(registry: Registry, texts: tuple[str, ...], as_json: bool) -> None:
+    """Every active head on each text, from one encoder pass."""
+    from mtl_registry.runtime import Predictor
+
+    results = Predictor(registry).predict(list(texts))
+    if as_json:
+        _print_json(results)
+        return
+    for r in results:
+        click.echo(format_prediction(r))
+
+
+def format_prediction(result: dict[str, Any]) -> str:
+    lines = [click.style(result["text"], bold=True)]
+    for task, pred in result["predictions"].items():
+        if "label" in pred:
+            shown = f"{pred['label']} ({pred['probability']:.2f})"
+        elif "labels" in pred:
+            shown = ", ".join(f"{x['label']} {x['score']:.2f}" for x in pred["labels"]) or "neutral"
+        elif "entities" in pred:
+            shown = ", ".join(f"{e['label']}={e['text']!r}@{e['start']}-{e['end']}"
+                              for e in pred["entities"]) or "none"
+        else:
+            shown = json.dumps(pred)
+        lines.append(f"  {task} v{result['versions']['heads'][task]}: {shown}")
+    return "\n".join(lines)
+
+
+@main.command("list")
+@json_option
+@click.pass_obj
+def list_(registry: Registry, as_json: bool) -> None:
+    """Encoders and head versions, with what is active."""
+    registry.require()
+    active = registry.active()
+    data = {
+        "active": active.model_dump(),
+        "encoders": [{"fingerprint": e.fingerprint, "parent": e.parent, "source": e.source,
+                      "created_at": e.created_at.isoformat()} for e in registry.encoders()],
+        "heads": {t: registry.head_versions(t) for t in registry.tasks()},
+    }
+    if as_json:
+        _print_json(data)
+        return
+    for e in data["encoders"]:
+        mark = "*" if e["fingerprint"] == active.encoder else " "
+        click.echo(f"{mark} encoder {e['fingerprint']}  parent {e['parent']}  {e['source']}")
+    for task, versions in data["heads"].items():
+        shown = [f"*{v}" if active.heads.get(task) == v else str(v) for v in versions]
+        click.echo(f"  {task}: versions {' '.join(shown)}")
+
+
+@main.command()
+@click.argument("task")
+@click.argument("version", type=int, required=False)
+@json_option
+@click.pass_obj
+def show(registry: Registry, task: str, version: int | None, as_json: bool) -> None:
+    """A head version's manifest (default: the active one)."""
+    manifest = (registry.require().head_manifest(task, version) if version is not None
+                else registry.require().active_head(task))
+    data = json.loads(manifest.model_dump_json())
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        if key != "metrics":
+            click.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+    for split, metrics in data["metrics"].items():
+        from mtl_registry.evaluation.report import scalars
+
+        click.echo(f"metrics.{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars(metrics).items()))
+
+
+@main.command()
+@click.argument("task")
+@click.argument("version", type=int)
+@click.option("--reason", default="", help="Recorded in the history.")
+@click.pass_obj
+def activate(registry: Registry, task: str, version: int, reason: str) -> None:
+    """Make a head version the active one for its task."""
+    registry.activate(task, version, reason)
+    click.echo(f"{task} v{version} active")
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def history(registry: Registry, as_json: bool) -> None:
+    """Every change to the registry, oldest first."""
+    entries = [json.loads(e.model_dump_json(by_alias=True)) for e in registry.require().history()]
+    if as_json:
+        _print_json(entries)
+        return
+    for e in entries:
+        task = f" {e['task']}" if e["task"] else ""
+        click.echo(f"{e['time']}  {e['action']}{task}: {e['from']} -> {e['to']}  {e['reason']}")
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def verify(registry: Registry, as_json: bool) -> None:
+    """Recompute every checksum and check the active pointers."""
+    problems = registry.verify()
+    if as_json:
+        _print_json({"ok": not problems, "problems": problems})
+    else:
+        for p in problems:
+            click.secho(f"problem: {p}", fg="red")
+        click.echo("ok: every artifact matches its manifest" if not problems
+                   else f"{len(problems)} problem(s)")
+    if problems:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to generate the corpus (default: REGISTRY/data).")
+@click.option("--epochs", default=4, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def demo(registry: Registry, data_dir: Path | None, epochs: int, seed: int, quiet: bool) -> None:
+    """The whole MangaAssist job end to end on the packaged encoder."""
+    from mtl_registry.demo import run_demo
+
+    run_demo(registry, data_dir or registry.root / "data", epochs=epochs, seed=seed,
+             progress=not quiet, echo=click.echo)

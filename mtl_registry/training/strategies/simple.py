@@ -1,0 +1,44 @@
+"""Strategies that only weight the losses: one backward pass over their weighted sum."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtl_registry.training.strategies.base import SharedParameters, Strategy
+
+
+class EqualWeights(Strategy):
+    """Every task's loss counts once."""
+
+    name = "equal"
+
+    def backward(self, losses: dict[str, torch.Tensor], shared: SharedParameters) -> None:
+        torch.stack([losses[t] for t in losses]).sum().backward()
+
+    def weights(self) -> dict[str, float]:
+        return dict.fromkeys(self.tasks, 1.0)
+
+
+class UncertaintyWeights(Strategy):
+    """Kendall et al. 2018: a learned log-variance s_t per task, 0.5·exp(-s_t)·L_t + 0.5·s_t."""
+
+    name = "uncertainty"
+
+    def __init__(self, tasks: list[str]) -> None:
+        super().__init__(tasks)
+        self.log_vars = nn.Parameter(torch.zeros(len(tasks)))
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        s = self.log_vars
+        return sum(
+            0.5 * torch.exp(-s[i]) * losses[t] + 0.5 * s[i]
+            for i, t in enumerate(self.tasks) if t in losses
+        )
+
+    def backward(self, losses: dict[str, torch.Tensor], shared: SharedParameters) -> None:
+        self.combine(losses).backward()
+
+    def weights(self) -> dict[str, float]:
+        w = (0.5 * torch.exp(-self.log_vars.detach())).tolist()
+        return dict(zip(self.tasks, w))

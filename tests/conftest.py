@@ -1,0 +1,48 @@
+"""Tiny randomly initialised encoders (BERT and DistilBERT), built in the test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+from mtl_registry.data.mangaassist import generate
+from mtl_registry.encoder.files import TOKENIZER_FILES, packaged_encoder_path
+
+
+def _tiny(folder: Path, kind: str) -> Path:
+    folder.mkdir(parents=True)
+    src = packaged_encoder_path()
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, folder / name)
+    if kind == "bert":
+        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=128)
+        model = BertModel(config, add_pooling_layer=False)
+    else:
+        config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2,
+                                  hidden_dim=64, max_position_embeddings=128)
+        model = DistilBertModel(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny(tmp_path_factory.mktemp("enc") / "tiny-bert", "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny(tmp_path_factory.mktemp("enc") / "tiny-distilbert", "distilbert")
+
+
+@pytest.fixture(scope="session")
+def manga_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "mangaassist"
+    generate(out, seed=0, n_train=160, n_dev=40, n_test=40)
+    return out
