@@ -19,7 +19,7 @@ from mtl_registry import hookspecs
 from mtl_registry.errors import PluginError
 from mtl_registry.heads.base import HeadType
 from mtl_registry.registry.manifests import PluginRef
-from mtl_registry.training.strategies.base import Strategy
+from mtl_registry.strategies.base import Strategy
 
 
 @dataclass

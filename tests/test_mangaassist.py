@@ -83,6 +83,7 @@ def test_records_are_canonical_and_valid(corpus: dict[str, list[dict[str, Any]]]
             assert list(r) == ["text", "intent", "sentiment", "entities"], where
             text = r["text"]
             assert isinstance(text, str) and text and text == text.strip(), where
+            assert "the the " not in text.lower(), where
             assert r["intent"] in ma.INTENTS, where
             assert r["sentiment"] == sorted(set(r["sentiment"])), where
             assert set(r["sentiment"]) <= set(ma.SENTIMENTS), where
@@ -104,7 +105,11 @@ def test_entity_surfaces_come_from_the_catalogue(
 ) -> None:
     """Entities may be lower-cased with their message but never typo'd."""
     genres = {g.lower() for g in ma.GENRES}
+    titles = {t.lower() for t in ma.TITLES}
+    creators = {c.lower() for c in ma.CREATORS}
     for records in corpus.values():
+        assert _surfaces(records, "TITLE") <= titles
+        assert _surfaces(records, "CREATOR") <= creators
         assert _surfaces(records, "GENRE") <= genres
         for order_id in _surfaces(records, "ORDER_ID"):
             assert ma.ORDER_ID_PATTERN.fullmatch(order_id), order_id

@@ -747,6 +747,9 @@ def _fill(rng: random.Random, template: str, pools: _Pools) -> list[Piece]:
     }
     parts = _SLOT.split(template)  # literal, slot name, literal, slot name, ...
     pieces = [slots[part] if i % 2 else (part, None) for i, part in enumerate(parts)]
+    for i in range(1, len(pieces)):  # "the {title}" + "The Rose of Versailles": one "the"
+        if pieces[i][0].startswith("The ") and pieces[i - 1][0].lower().endswith("the "):
+            pieces[i - 1] = (pieces[i - 1][0][:-4], None)
     return [p for p in pieces if p[0]]
 
 

@@ -9,7 +9,7 @@ from mtl_registry.heads.intent import IntentHead
 from mtl_registry.heads.ner import NerHead
 from mtl_registry.heads.sentiment import SentimentHead
 from mtl_registry.hookspecs import hookimpl
-from mtl_registry.training.strategies import EqualWeights, UncertaintyWeights
+from mtl_registry.strategies import EqualWeights, UncertaintyWeights
 
 
 @hookimpl

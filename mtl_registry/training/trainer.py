@@ -23,7 +23,7 @@ from mtl_registry.plugins import host
 from mtl_registry.registry import DataRef, EncoderManifest, HeadDraft, HeadManifest, Registry
 from mtl_registry.training.config import TaskSpec, TrainConfig
 from mtl_registry.training.sampler import Group, StepSampler
-from mtl_registry.training.strategies import SharedParameters, Strategy
+from mtl_registry.strategies import SharedParameters, Strategy
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mtl_registry.training.strategies.base import SharedParameters, Strategy
+from mtl_registry.strategies.base import SharedParameters, Strategy
 
 
 class EqualWeights(Strategy):
