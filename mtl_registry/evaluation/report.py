@@ -29,9 +29,10 @@ def to_markdown(report: dict[str, Any], title: str = "Evaluation") -> str:
         lines.append("- heads: " + ", ".join(f"{t} v{v}" for t, v in report["heads"].items()))
     lines.append("")
     tasks = report["tasks"]
-    names = sorted({k for m in tasks.values() for k in scalars(m)})
-    lines += _table(["task", "n", *names],
-                    [[t, m["n"], *[m.get(k, "") for k in names]] for t, m in tasks.items()])
+    lines += _table(["task", "n", "scores"], [
+        [t, m["n"], ", ".join(f"{k} {_fmt(v)}" for k, v in scalars(m).items())]
+        for t, m in tasks.items()
+    ])
     joint = report.get("all_tasks_correct")
     if joint:
         lines += [f"Every task right: {joint['share']:.4f} of {joint['n']} texts.", ""]

@@ -1,0 +1,3 @@
+from mtl_registry.cli import main
+
+main()
