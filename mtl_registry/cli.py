@@ -159,9 +159,9 @@ def evaluate(registry: Registry, tasks: tuple[str, ...], split: str, out: Path |
 @click.pass_obj
 def predict(registry: Registry, texts: tuple[str, ...], as_json: bool) -> None:
     """Every active head on each text, from one encoder pass."""
-    from mtl_registry.runtime import Predictor
+    from mtl_registry.runtime import Runtime
 
-    results = Predictor(registry).predict(list(texts))
+    results = Runtime(registry).predict(list(texts))
     if as_json:
         _print_json(results)
         return
@@ -273,6 +273,70 @@ def verify(registry: Registry, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command("retrain-head")
+@click.argument("task")
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--activate", "do_activate", is_flag=True, help="Make the new version active.")
+@click.option("--allow-label-removal", is_flag=True, help="Allow labels the new data lacks to go.")
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@click.pass_obj
+def retrain_head(registry: Registry, task: str, data_dir: Path, do_activate: bool,
+                 allow_label_removal: bool, epochs: int, seed: int, quiet: bool,
+                 as_json: bool) -> None:
+    """Train a new version of one head on the frozen active encoder."""
+    from mtl_registry.evaluation.report import scalars
+    from mtl_registry.training.head_only import HeadTrainConfig
+    from mtl_registry.training.head_only import retrain_head as run_retrain
+
+    result = run_retrain(registry, task, data_dir, HeadTrainConfig(epochs=epochs, seed=seed),
+                         activate=do_activate, allow_label_removal=allow_label_removal,
+                         progress=not quiet and not as_json)
+    m = result.manifest
+    if as_json:
+        _print_json({"task": task, "version": m.version, "activated": result.activated,
+                     "added_labels": result.added_labels, "removed_labels": result.removed_labels,
+                     "comparison": result.comparison, "encoder_batches": result.encoder_batches,
+                     "seconds": result.seconds})
+        return
+    cmp = result.comparison
+    click.echo(f"{task} v{m.version} published (parent v{m.parent_version}, encoder "
+               f"{m.encoder_fingerprint} frozen) in {result.seconds:.1f}s; "
+               f"encoder batches run: {result.encoder_batches}")
+    if result.added_labels or result.removed_labels:
+        click.echo(f"labels added: {result.added_labels}, removed: {result.removed_labels}")
+    for name, metrics in (("active", cmp["active"]), ("new", cmp["new"])):
+        version = cmp["active"]["version"] if name == "active" else m.version
+        click.echo(f"  {cmp['split']} {name:6} v{version}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in scalars(metrics).items() if k != "version"))
+    click.echo(f"{task} v{m.version} is " + ("active" if result.activated else
+               f"not active (mtlreg activate {task} {m.version})"))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--max-texts", default=64, show_default=True, help="Texts per request at most.")
+@click.option("--max-chars", default=2000, show_default=True, help="Characters per text at most.")
+@click.option("--poll-interval", default=0.2, show_default=True,
+              help="Seconds between checks of the registry's active pointers.")
+@click.pass_obj
+def serve(registry: Registry, host: str, port: int, max_texts: int, max_chars: int,
+          poll_interval: float) -> None:
+    """Serve predictions over HTTP; heads hot-swap when the registry's pointers move."""
+    from mtl_registry.runtime import Runtime
+    from mtl_registry.serving import Limits
+    from mtl_registry.serving import serve as run_serve
+
+    runtime = Runtime(registry)
+    click.echo(f"serving {', '.join(f'{t} v{v}' for t, v in runtime.heads.versions['heads'].items())}"
+               f" on http://{host}:{port}", err=True)
+    run_serve(runtime, host, port, Limits(max_texts=max_texts, max_chars=max_chars), poll_interval)
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to generate the corpus (default: REGISTRY/data).")
@@ -286,3 +350,28 @@ def demo(registry: Registry, data_dir: Path | None, epochs: int, seed: int, quie
 
     run_demo(registry, data_dir or registry.root / "data", epochs=epochs, seed=seed,
              progress=not quiet, echo=click.echo)
+
+
+@main.command("plugins")
+@json_option
+def plugins_(as_json: bool) -> None:
+    """Installed plugins: where they come from, what they provide, whether they loaded."""
+    from mtl_registry.plugins import host
+
+    listing = host().describe()
+    if as_json:
+        _print_json(listing)
+        return
+    for p in listing:
+        colour = {"loaded": "green", "failed": "red"}.get(p["status"], "yellow")
+        click.echo(f"{p['name']}: {p['distribution']} {p['version']} "
+                   + click.style(p["status"], fg=colour)
+                   + (f" (plugin API {p['api_version']})" if p["api_version"] else ""))
+        click.echo(f"  from {p['location'] or p['entry_point'] or 'in-process'}")
+        if p["error"]:
+            click.secho(f"  reason: {p['error']}", fg=colour)
+        for h in p["head_types"]:
+            click.echo(f"  head type {h['name']}: field '{h['field']}', {h['level']} level, "
+                       f"primary metric {h['primary_metric']}")
+        if p["strategies"]:
+            click.echo(f"  strategies: {', '.join(p['strategies'])}")

@@ -9,7 +9,7 @@ from mtl_registry.data.mangaassist import generate
 from mtl_registry.encoder.files import packaged_encoder_path
 from mtl_registry.evaluation.report import to_markdown
 from mtl_registry.registry import Registry
-from mtl_registry.runtime import Predictor
+from mtl_registry.runtime import Runtime
 from mtl_registry.training import TaskSpec, TrainConfig, train
 
 SAMPLE_MESSAGES = [
@@ -42,5 +42,5 @@ def run_demo(
     echo("[4/4] predict")
     from mtl_registry.cli import format_prediction
 
-    for r in Predictor(registry).predict(SAMPLE_MESSAGES):
+    for r in Runtime(registry).predict(SAMPLE_MESSAGES):
         echo(format_prediction(r))

@@ -46,3 +46,27 @@ def manga_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data") / "mangaassist"
     generate(out, seed=0, n_train=160, n_dev=40, n_test=40)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path,
+                     manga_data: Path) -> Path:
+    """A registry with intent, sentiment and ner v1 jointly trained on the tiny encoder.
+
+    Tests that write to it copy it first (`registry_copy`)."""
+    from mtl_registry.registry import Registry
+    from mtl_registry.training import TaskSpec, TrainConfig, train
+
+    root = tmp_path_factory.mktemp("trained") / "reg"
+    registry = Registry(root)
+    registry.init(tiny_bert)
+    specs = [TaskSpec(name=t, head_type=t, data=manga_data) for t in ("intent", "sentiment", "ner")]
+    train(registry, specs, TrainConfig(epochs=1, max_steps=4, batch_size=16), progress=False)
+    return root
+
+
+@pytest.fixture
+def registry_copy(tmp_path: Path, trained_registry: Path) -> Path:
+    dst = tmp_path / "reg"
+    shutil.copytree(trained_registry, dst)
+    return dst

@@ -9,7 +9,7 @@ from mtl_registry.data.prepared import load_data_dirs
 from mtl_registry.encoder import SharedEncoder, packaged_encoder_path
 from mtl_registry.heads.ner import NerHead, spans_from_tags, word_tags
 from mtl_registry.registry import Registry
-from mtl_registry.runtime import Predictor
+from mtl_registry.runtime import Runtime
 from mtl_registry.training import TaskSpec, TrainConfig, train
 
 
@@ -41,6 +41,6 @@ def test_short_joint_training_on_the_packaged_encoder_predicts(tmp_path: Path):
     registry.init(packaged_encoder_path())
     specs = [TaskSpec(name=t, head_type=t, data=tmp_path / "d") for t in ("intent", "sentiment", "ner")]
     train(registry, specs, TrainConfig(max_steps=4, batch_size=16), progress=False)
-    [result] = Predictor(registry).predict(["where is my order MA-48213907??"])
+    [result] = Runtime(registry).predict(["where is my order MA-48213907??"])
     assert set(result["predictions"]) == {"intent", "sentiment", "ner"}
     assert result["versions"]["encoder"] == registry.active().encoder

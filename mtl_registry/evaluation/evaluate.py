@@ -9,16 +9,16 @@ from mtl_registry.data.prepared import check_labels, load_data_dirs
 from mtl_registry.errors import RegistryError
 from mtl_registry.evaluation.scoring import score_dirs
 from mtl_registry.registry import Registry
-from mtl_registry.runtime.predictor import Predictor
+from mtl_registry.runtime.predictor import Runtime
 
 
 def evaluate(
     registry: Registry, data: dict[str, Path] | None = None, split: str = "test",
-    predictor: Predictor | None = None,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Score active heads on `split`. Without `data`, each head uses the data it was trained on."""
-    predictor = predictor or Predictor(registry)
-    heads = predictor.heads
+    runtime = runtime or Runtime(registry)
+    heads = runtime.heads
     names = list(data) if data else sorted(heads.manifests)
     task_dirs: dict[str, Path] = {}
     for name in names:
@@ -31,7 +31,7 @@ def evaluate(
         task_dirs[name] = Path(source).resolve()
     model = heads.model
     dirs = load_data_dirs(
-        predictor.encoder,
+        runtime.encoder,
         {n: (model.tasks[n].head_type, d) for n, d in task_dirs.items()},
         required=(split,),
     )

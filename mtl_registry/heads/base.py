@@ -98,6 +98,29 @@ class HeadType(ABC):
     def is_correct(self, gold: Any, pred: dict[str, Any], encoded: Encoded) -> bool:
         """Whether one prediction is entirely right (for the every-task-right share)."""
 
+    def warm_start(
+        self, old: nn.Module, new: nn.Module, old_labels: list[str], new_labels: list[str]
+    ) -> None:
+        """Carry an older version's weights into a new module whose label list may differ.
+
+        Tensors indexed by label (first dimension = number of labels) keep the rows of the
+        labels both versions share; other tensors of the same shape are copied whole.
+        """
+        old_state, new_state = old.state_dict(), new.state_dict()
+        rows = [(new_labels.index(x), old_labels.index(x)) for x in new_labels if x in old_labels]
+        for name, dst in new_state.items():
+            src = old_state.get(name)
+            if src is None:
+                continue
+            per_label = (src.dim() >= 1 and src.shape[0] == len(old_labels)
+                         and dst.shape[0] == len(new_labels) and src.shape[1:] == dst.shape[1:])
+            if per_label:
+                for d, s in rows:
+                    dst[d] = src[s]
+            elif src.shape == dst.shape:
+                dst.copy_(src)
+        new.load_state_dict(new_state)
+
     def calibrate(
         self, module: nn.Module, logits: torch.Tensor, targets: torch.Tensor, labels: list[str]
     ) -> dict[str, Any]:

@@ -1,66 +1,227 @@
-"""Serving-side model: the active encoder loaded once, the active heads, one pass per batch."""
+"""The serving-side model: the active encoder loaded once, the active heads, hot swaps.
+
+A request reads `Runtime.heads` once and uses that immutable `HeadSet` from start to
+end, so a swap (which builds a new HeadSet, warms it up, then replaces the reference)
+never mixes versions inside one request and never blocks one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtl_registry.encoder.backbone import SharedEncoder
-from mtl_registry.errors import RegistryError
+from mtl_registry.errors import FingerprintMismatch, MtlRegError, RegistryError
 from mtl_registry.model import MultiTaskModel, load_head
 from mtl_registry.plugins import host
 from mtl_registry.registry import HeadManifest, Registry
 
+WARMUP_TEXTS = ["hello", "is vol 3 of one piece in stock?? need it asap"]
+
 
 @dataclass(frozen=True)
 class HeadSet:
-    """An immutable set of heads on one encoder. A request uses one HeadSet from start to end."""
+    """An immutable set of heads on one encoder."""
 
     model: MultiTaskModel
     manifests: dict[str, HeadManifest]
+    generation: int = 0
+
+    @property
+    def encoder(self) -> SharedEncoder:
+        return self.model.encoder
 
     @property
     def versions(self) -> dict[str, Any]:
         return {
-            "encoder": self.model.encoder.fingerprint,
+            "encoder": self.encoder.fingerprint,
             "heads": {t: m.version for t, m in sorted(self.manifests.items())},
         }
 
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
+        preds = self.model.predict(self.encoder.tokenize(texts), batch_size)
+        versions = self.versions
+        return [{"text": t, "predictions": p, "versions": versions} for t, p in zip(texts, preds)]
 
-def load_heads(registry: Registry, encoder: SharedEncoder,
-               manifests: dict[str, HeadManifest]) -> HeadSet:
+
+def load_heads(registry: Registry, encoder: SharedEncoder, manifests: dict[str, HeadManifest],
+               generation: int = 0) -> HeadSet:
+    """Load, check and warm up a head set. Raises instead of returning a half-working set."""
     plugins = host()
     tasks, modules = {}, {}
     for name, manifest in manifests.items():
         head_type, plugin = plugins.head_type(manifest.head_type, manifest.plugin)
         tasks[name], modules[name] = load_head(registry, manifest, encoder, head_type, plugin)
-    return HeadSet(MultiTaskModel(encoder, tasks, modules).eval(), dict(manifests))
+    heads = HeadSet(MultiTaskModel(encoder, tasks, modules).eval(), dict(manifests), generation)
+    heads.predict(WARMUP_TEXTS)  # warm-up: a head that cannot decode never goes live
+    return heads
 
 
-class Predictor:
-    """Predictions from the registry's active encoder and heads."""
+def load_encoder(registry: Registry, fingerprint: str, max_length: int) -> SharedEncoder:
+    manifest = registry.encoder_manifest(fingerprint)
+    problems = registry.verify_files(registry.encoder_dir(fingerprint), manifest.files)
+    if problems:
+        raise RegistryError("; ".join(problems))
+    return SharedEncoder.load(registry.encoder_dir(fingerprint), max_length,
+                              fingerprint=fingerprint).eval()
+
+
+@dataclass
+class SwapRecord:
+    """What the runtime last did for one task, for /heads and for debugging."""
+
+    wanted: int | None = None
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+class Runtime:
+    """Predictions from the registry's active encoder and heads, kept in sync on request."""
 
     def __init__(self, registry: Registry, max_length: int = 128) -> None:
         self.registry = registry.require()
+        self.max_length = max_length
+        self._swap_lock = threading.Lock()  # serialises swaps; predictions never wait on it
+        self.swaps: dict[str, SwapRecord] = {}
         active = registry.active()
         if active.encoder is None:
             raise RegistryError(f"{registry.root}: no active encoder; run `mtlreg init`")
         if not active.heads:
             raise RegistryError(f"{registry.root}: no active heads; run `mtlreg train` first")
-        manifest = registry.encoder_manifest(active.encoder)
-        problems = registry.verify_files(registry.encoder_dir(active.encoder), manifest.files)
-        if problems:
-            raise RegistryError("; ".join(problems))
-        self.encoder = SharedEncoder.load(
-            registry.encoder_dir(active.encoder), max_length, fingerprint=active.encoder
-        ).eval()
+        encoder = load_encoder(registry, active.encoder, max_length)
         self.heads = load_heads(
-            registry, self.encoder,
-            {t: registry.head_manifest(t, v) for t, v in active.heads.items()},
+            registry, encoder, {t: registry.head_manifest(t, v) for t, v in active.heads.items()},
+            active.generation,
         )
 
+    @property
+    def encoder(self) -> SharedEncoder:
+        return self.heads.encoder
+
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
-        heads = self.heads  # one consistent set for the whole call
-        preds = heads.model.predict(self.encoder.tokenize(texts), batch_size)
-        versions = heads.versions
-        return [{"text": t, "predictions": p, "versions": versions} for t, p in zip(texts, preds)]
+        return self.heads.predict(texts, batch_size)  # one consistent HeadSet per call
+
+    def swap(self, task: str, version: int) -> bool:
+        """Put one head version live. On any failure the old head keeps serving."""
+        with self._swap_lock:
+            current = self.heads
+            return self._replace(current, {**current.versions["heads"], task: version},
+                                 current.generation)
+
+    def sync(self) -> bool:
+        """Follow the registry's active pointers. Returns whether anything changed."""
+        with self._swap_lock:
+            active = self.registry.active()
+            current = self.heads
+            if active.generation == current.generation:
+                return False
+            if active.encoder != current.encoder.fingerprint:
+                return self._reload(active.encoder, active.heads, active.generation)
+            return self._replace(current, active.heads, active.generation)
+
+    def _replace(self, current: HeadSet, wanted: dict[str, int], generation: int) -> bool:
+        manifests = {}
+        for task, version in wanted.items():
+            old = current.manifests.get(task)
+            if old is not None and old.version == version:
+                manifests[task] = old
+                continue
+            try:
+                manifest = self.registry.head_manifest(task, version)
+                if manifest.encoder_fingerprint != current.encoder.fingerprint:
+                    raise FingerprintMismatch(
+                        f"head {task} v{version} was trained on encoder "
+                        f"{manifest.encoder_fingerprint}, but this runtime serves encoder "
+                        f"{current.encoder.fingerprint}")
+                load_heads(self.registry, current.encoder, {task: manifest})  # check + warm up
+                manifests[task] = manifest
+                self.swaps[task] = SwapRecord(wanted=version)
+            except (MtlRegError, OSError, RuntimeError, ValueError) as exc:
+                self.swaps[task] = SwapRecord(wanted=version, error=f"{type(exc).__name__}: {exc}")
+                if old is not None:
+                    manifests[task] = old
+        if manifests == current.manifests:
+            self.heads = HeadSet(current.model, current.manifests, generation)
+            return False
+        self.heads = self._assemble(current, manifests, generation)
+        return True
+
+    def _assemble(self, current: HeadSet, manifests: dict[str, HeadManifest],
+                  generation: int) -> HeadSet:
+        """Reuse loaded modules where versions match; load the rest (already checked)."""
+        fresh = {t: m for t, m in manifests.items()
+                 if t not in current.manifests or current.manifests[t] != m}
+        loaded = load_heads(self.registry, current.encoder, fresh) if fresh else None
+        tasks, modules = {}, {}
+        for t in manifests:
+            source = loaded.model if loaded and t in fresh else current.model
+            tasks[t], modules[t] = source.tasks[t], source.heads[t]
+        return HeadSet(MultiTaskModel(current.encoder, tasks, modules).eval(), manifests,
+                       generation)
+
+    def _reload(self, fingerprint: str | None, heads: dict[str, int], generation: int) -> bool:
+        """A new encoder (a new release): load everything beside the old set, then swap."""
+        try:
+            if fingerprint is None:
+                raise RegistryError("the registry has no active encoder")
+            encoder = load_encoder(self.registry, fingerprint, self.max_length)
+            self.heads = load_heads(
+                self.registry, encoder,
+                {t: self.registry.head_manifest(t, v) for t, v in heads.items()}, generation)
+            return True
+        except (MtlRegError, OSError, RuntimeError, ValueError) as exc:
+            self.swaps["*"] = SwapRecord(error=f"reload onto encoder {fingerprint}: {exc}")
+            self.heads = HeadSet(self.heads.model, self.heads.manifests, generation)
+            return False
+
+    def status(self) -> list[dict[str, Any]]:
+        current = self.heads
+        rows = []
+        for task, manifest in sorted(current.manifests.items()):
+            swap = self.swaps.get(task)
+            rows.append({
+                "task": task, "version": manifest.version, "head_type": manifest.head_type,
+                "encoder_fingerprint": manifest.encoder_fingerprint,
+                "state": "serving" if not swap or not swap.error else "serving-previous",
+                "last_swap_error": swap.error if swap else None,
+                "wanted_version": swap.wanted if swap else manifest.version,
+            })
+        return rows
+
+
+class RegistryWatcher:
+    """Polls the active pointers and calls `Runtime.sync` when they change."""
+
+    def __init__(self, runtime: Runtime, interval: float = 0.2) -> None:
+        self.runtime = runtime
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="registry-watcher", daemon=True)
+
+    def start(self) -> RegistryWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.runtime.registry.active_path.stat()
+            return st.st_mtime_ns, st.st_ino
+        except FileNotFoundError:
+            return None
+
+    def _loop(self) -> None:
+        seen = self._stamp()
+        while not self._stop.wait(self.interval):
+            stamp = self._stamp()
+            if stamp != seen:
+                seen = stamp
+                try:
+                    self.runtime.sync()
+                except Exception as exc:  # keep watching whatever one sync did
+                    self.runtime.swaps["*"] = SwapRecord(error=f"sync failed: {exc}")

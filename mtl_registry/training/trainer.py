@@ -166,7 +166,8 @@ class JointTrainer:
                     log.write(json.dumps({"step": step + 1, "dev": primary(self.model, report),
                                           "combined": combined}) + "\n")
                     log.flush()
-                    bar.write(f"epoch {entry['epoch']}: dev " + ", ".join(
+                    if progress:
+                        bar.write(f"epoch {entry['epoch']}: dev " + ", ".join(
                         f"{n} {v:.3f}" for n, v in primary(self.model, report).items()))
                     if best is None or combined > best[0]:
                         state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
