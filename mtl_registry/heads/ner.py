@@ -78,7 +78,7 @@ class NerHead(HeadType):
             if not isinstance(ent, dict) or set(ent) - {"start", "end", "label", "text"}:
                 raise ValueError(f"[{i}] must be an object with start, end, label: {ent!r}")
             start, end, label = ent.get("start"), ent.get("end"), ent.get("label")
-            if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool):
+            if any(not isinstance(x, int) or isinstance(x, bool) for x in (start, end)):
                 raise ValueError(f"[{i}] start and end must be integers: {ent!r}")
             if not 0 <= start < end <= len(text):
                 raise ValueError(f"[{i}] offsets {start}-{end} outside the text (length {len(text)})")
