@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from mtl_registry.cli_format import format_prediction
 from mtl_registry.errors import MtlRegError
 from mtl_registry.registry import Registry
 
@@ -167,22 +168,6 @@ def predict(registry: Registry, texts: tuple[str, ...], as_json: bool) -> None:
         return
     for r in results:
         click.echo(format_prediction(r))
-
-
-def format_prediction(result: dict[str, Any]) -> str:
-    lines = [click.style(result["text"], bold=True)]
-    for task, pred in result["predictions"].items():
-        if "label" in pred:
-            shown = f"{pred['label']} ({pred['probability']:.2f})"
-        elif "labels" in pred:
-            shown = ", ".join(f"{x['label']} {x['score']:.2f}" for x in pred["labels"]) or "neutral"
-        elif "entities" in pred:
-            shown = ", ".join(f"{e['label']}={e['text']!r}@{e['start']}-{e['end']}"
-                              for e in pred["entities"]) or "none"
-        else:
-            shown = json.dumps(pred)
-        lines.append(f"  {task} v{result['versions']['heads'][task]}: {shown}")
-    return "\n".join(lines)
 
 
 @main.command("list")

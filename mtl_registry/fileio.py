@@ -77,8 +77,24 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one line durably (history files are append-only)."""
+    """Append one line durably (history files are append-only).
+
+    A torn last line left by a killed writer was never a record: it is cut off first, so
+    every line in the file stays whole.
+    """
+    if path.is_file():
+        _cut_torn_tail(path)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _cut_torn_tail(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end == 0:
+            return
+        fh.seek(end - 1)
+        if fh.read(1) != b"\n":
+            fh.truncate(path.read_bytes().rfind(b"\n") + 1)

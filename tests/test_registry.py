@@ -497,3 +497,25 @@ def test_append_line_adds_exactly_one_newline(tmp_path: Path) -> None:
     append_line(path, "one\n")
     append_line(path, "two")
     assert path.read_text() == "one\ntwo\n"
+
+
+def test_history_line_torn_by_a_killed_writer_is_ignored_then_cut(reg, tmp_path):
+    with open(reg.history_path, "a") as fh:
+        fh.write('{"time": "2026-01-01T00:00:00Z", "action": "acti')  # killed mid-line
+    assert [e.action for e in reg.history()] == ["init"]
+    fp = reg.active().encoder
+    reg.publish([(draft("intent", fp), head_folder(tmp_path))], activate=True)
+    assert [e.action for e in reg.history()] == ["init", "publish", "activate"]
+    assert reg.history_path.read_text().count("\n") == 3
+
+
+def test_publish_refused_by_activation_check_leaves_no_version(reg, tmp_path, tiny_bert):
+    base = reg.active().encoder
+    folder = head_folder(tmp_path)
+    reg.publish([(draft("intent", base), folder)], activate=True)
+    reg.init(copy_encoder(tiny_bert, tmp_path / "other", flip=True))  # another encoder active
+    history_before = reg.history_path.read_bytes()
+    with pytest.raises(FingerprintMismatch):
+        reg.publish([(draft("intent", base), folder)], activate=True)
+    assert reg.head_versions("intent") == [1]
+    assert reg.history_path.read_bytes() == history_before

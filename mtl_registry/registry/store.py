@@ -186,26 +186,34 @@ class Registry:
             encoder = None
             if encoder_dir is not None:
                 encoder = self._import_encoder(encoder_dir, encoder_parent, source="trained")
-            published = []
-            for draft, folder in heads:
+            fingerprints = []
+            for draft, _ in heads:
                 fp = draft.encoder_fingerprint or (encoder.fingerprint if encoder else None)
                 if fp is None:
                     raise RegistryError(f"head '{draft.task}' names no encoder fingerprint")
                 self.encoder_manifest(fp)  # must exist
-                published.append(self._publish_head(draft, folder, fp))
+                fingerprints.append(fp)
+            active = self.active()
+            target = encoder.fingerprint if encoder else active.encoder
+            if activate:  # refuse before anything is published, not after
+                kept = {} if replace_active else dict(active.heads)
+                for (draft, _), fp in zip(heads, fingerprints):
+                    kept.pop(draft.task, None)
+                    if fp != target:
+                        raise FingerprintMismatch(
+                            f"head '{draft.task}' belongs to encoder {fp}, but the encoder to "
+                            f"activate is {target}")
+                self._check_consistent(ActiveState(encoder=target, heads=kept))
+            published = [self._publish_head(d, folder, fp)
+                         for (d, folder), fp in zip(heads, fingerprints)]
             for m in published:
                 self._append_history(HistoryEntry(
                     action="publish", task=m.task, to=m.version, reason=reason, metrics=m.metrics))
             if activate:
-                active = self.active()
                 heads_map = {} if replace_active else dict(active.heads)
                 heads_map.update({m.task: m.version for m in published})
-                new = ActiveState(
-                    generation=active.generation + 1,
-                    encoder=encoder.fingerprint if encoder else active.encoder,
-                    heads=heads_map,
-                )
-                self._check_consistent(new)
+                new = ActiveState(generation=active.generation + 1, encoder=target,
+                                  heads=heads_map)
                 self._set_active(new, HistoryEntry(
                     action="activate", from_=active.model_dump(exclude={"generation"}),
                     to=new.model_dump(exclude={"generation"}), reason=reason))
@@ -319,8 +327,12 @@ class Registry:
     def history(self) -> list[HistoryEntry]:
         if not self.history_path.is_file():
             return []
+        text = self.history_path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()  # a line torn by a killed writer; the next append starts a fresh line
         entries = []
-        for n, line in enumerate(self.history_path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(lines, 1):
             if line.strip():
                 try:
                     entries.append(HistoryEntry.model_validate_json(line))
