@@ -95,18 +95,24 @@ def convert(fmt: str, src: Path, out_dir: Path, scheme: str | None) -> None:
     click.echo(f"{fmt} -> {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-def _train_options(fn: Any) -> Any:
-    for option in reversed([
-        click.option("--strategy", default="uncertainty", show_default=True),
+def _train_options(strategy: str) -> Any:
+    """The options `train` and `add-task` share; only the default strategy differs."""
+    options = [
+        click.option("--strategy", default=strategy, show_default=True),
         click.option("--epochs", default=3, show_default=True),
         click.option("--max-steps", type=int, help="Stop after this many steps."),
         click.option("--batch-size", default=32, show_default=True),
         click.option("--lr", default=1e-4, show_default=True, help="Encoder learning rate."),
         click.option("--seed", default=0, show_default=True),
         click.option("--quiet", is_flag=True, help="No progress bar."),
-    ]):
-        fn = option(fn)
-    return fn
+    ]
+
+    def decorate(fn: Any) -> Any:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
 
 
 @main.command()
@@ -114,7 +120,7 @@ def _train_options(fn: Any) -> Any:
               help="A task and its data directory; repeat per task.")
 @click.option("--head-type", "head_types", multiple=True, metavar="NAME=TYPE",
               help="Head type of a task (default: the task's name).")
-@_train_options
+@_train_options("uncertainty")
 @click.pass_obj
 def train(registry: Registry, tasks: tuple[str, ...], head_types: tuple[str, ...],
           quiet: bool, **options: Any) -> None:
@@ -299,6 +305,52 @@ def retrain_head(registry: Registry, task: str, data_dir: Path, do_activate: boo
             f"{k} {v:.4f}" for k, v in scalars(metrics).items() if k != "version"))
     click.echo(f"{task} v{m.version} is " + ("active" if result.activated else
                f"not active (mtlreg activate {task} {m.version})"))
+
+
+@main.command("add-task")
+@click.argument("name")
+@click.option("--head-type", required=True, help="Head type of the new task (see `mtlreg plugins`).")
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--mode", type=click.Choice(["joint", "frozen"]), default="joint", show_default=True,
+              help="joint: encoder and all heads catch up together; frozen: only the new head.")
+@click.option("--tolerance", default=1.0, show_default=True,
+              help="Points an existing task may fall before the release is held back.")
+@click.option("--force", is_flag=True, help="Activate even if the regression gate fails.")
+@_train_options("gradnorm")
+@click.pass_obj
+def add_task(registry: Registry, name: str, head_type: str, data_dir: Path, mode: str,
+             tolerance: float, force: bool, quiet: bool, **options: Any) -> None:
+    """Add a task; by default with GradNorm catch-up training and a regression gate."""
+    from mtl_registry.training import TrainConfig
+    from mtl_registry.training.add_task import add_task as run_add_task
+
+    result = run_add_task(registry, name, head_type, data_dir, mode=mode,  # type: ignore[arg-type]
+                          config=TrainConfig(**options), tolerance=tolerance, force=force,
+                          progress=not quiet)
+    gate = result.gate
+    if gate.get("checked"):
+        for task, row in gate["tasks"].items():
+            click.echo(f"  {task}: {row['metric']} {row['before']:.4f} -> {row['after']:.4f} "
+                       f"({row['change_points']:+.2f} points)")
+        click.echo(f"regression gate ({gate['split']}, tolerance {tolerance} points): "
+                   + ("passed" if gate["passed"] else f"FAILED: {gate['summary']}"))
+    versions = ", ".join(f"{t} v{v}" for t, v in sorted(result.versions.items()))
+    if result.activated:
+        click.echo(f"release active: encoder {result.encoder}, {versions}")
+    else:
+        click.echo(f"published but NOT activated ({versions}); rerun with --force to override")
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--reason", default="", help="Recorded in the history.")
+@click.pass_obj
+def rollback(registry: Registry, reason: str) -> None:
+    """Return to exactly the encoder and heads that were active before the latest release."""
+    state = registry.rollback(reason)
+    click.echo(f"active: encoder {state.encoder}, "
+               + ", ".join(f"{t} v{v}" for t, v in sorted(state.heads.items())))
 
 
 @main.command()

@@ -51,7 +51,7 @@ def test_read_commands_report_the_registry(trained: Path):
     shown = json.loads(mtlreg(trained, "show", "sentiment", "--json").stdout)
     assert shown["version"] == 1 and shown["head_type"] == "sentiment"
     history = json.loads(mtlreg(trained, "history", "--json").stdout)
-    assert [e["action"] for e in history] == ["init", "publish", "publish", "publish", "activate"]
+    assert [e["action"] for e in history] == ["init", "publish", "publish", "publish", "release"]
     assert json.loads(mtlreg(trained, "verify", "--json").stdout) == {"ok": True, "problems": []}
 
 

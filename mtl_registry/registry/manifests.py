@@ -81,11 +81,23 @@ class ActiveState(_Model):
     generation: int = 0
     encoder: str | None = None
     heads: dict[str, int] = Field(default_factory=dict)
+    release: int | None = None
+
+
+class Release(_Model):
+    """An encoder and the head versions trained with it, meant to go live together."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: int
+    encoder: str
+    heads: dict[str, int]
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class HistoryEntry(_Model):
     time: datetime = Field(default_factory=utcnow)
-    action: Literal["init", "publish", "activate", "deactivate"]
+    action: Literal["init", "publish", "activate", "release", "rollback"]
     task: str | None = None
     from_: Any = Field(default=None, alias="from")
     to: Any = None

@@ -42,6 +42,7 @@ from mtl_registry.registry.manifests import (
     HeadDraft,
     HeadManifest,
     HistoryEntry,
+    Release,
 )
 
 FORMAT = 1
@@ -209,15 +210,64 @@ class Registry:
             for m in published:
                 self._append_history(HistoryEntry(
                     action="publish", task=m.task, to=m.version, reason=reason, metrics=m.metrics))
+            heads_map = {} if replace_active else dict(active.heads)
+            heads_map.update({m.task: m.version for m in published})
+            release = None
+            if encoder is not None:
+                release = Release(id=max(self.release_ids(), default=0) + 1,
+                                  encoder=encoder.fingerprint, heads=heads_map, reason=reason)
+                _write_model(self.releases_dir / f"{release.id}.json", release)
             if activate:
-                heads_map = {} if replace_active else dict(active.heads)
-                heads_map.update({m.task: m.version for m in published})
                 new = ActiveState(generation=active.generation + 1, encoder=target,
-                                  heads=heads_map)
+                                  heads=heads_map,
+                                  release=release.id if release else active.release)
                 self._set_active(new, HistoryEntry(
-                    action="activate", from_=active.model_dump(exclude={"generation"}),
+                    action="release" if release else "activate",
+                    from_=active.model_dump(exclude={"generation"}),
                     to=new.model_dump(exclude={"generation"}), reason=reason))
         return encoder, published
+
+    # ---- releases ---------------------------------------------------------------------
+    @property
+    def releases_dir(self) -> Path:
+        return self.root / "releases"
+
+    def release_ids(self) -> list[int]:
+        if not self.releases_dir.is_dir():
+            return []
+        return sorted(int(p.stem) for p in self.releases_dir.glob("*.json") if p.stem.isdigit())
+
+    def release(self, release_id: int) -> Release:
+        return _read_model(self.releases_dir / f"{release_id}.json", Release)
+
+    def activate_release(self, release_id: int, reason: str = "") -> ActiveState:
+        """Put a recorded release live again (e.g. one a regression gate held back)."""
+        self.require()
+        with self._locked():
+            rel = self.release(release_id)
+            active = self.active()
+            new = ActiveState(generation=active.generation + 1, encoder=rel.encoder,
+                              heads=dict(rel.heads), release=rel.id)
+            self._check_consistent(new)
+            self._set_active(new, HistoryEntry(
+                action="release", from_=active.model_dump(exclude={"generation"}),
+                to=new.model_dump(exclude={"generation"}), reason=reason))
+        return new
+
+    def rollback(self, reason: str = "") -> ActiveState:
+        """Return to exactly what was active before the latest release went live."""
+        self.require()
+        with self._locked():
+            active = self.active()
+            entry = next((e for e in reversed(self.history()) if e.action == "release"), None)
+            if entry is None or not isinstance(entry.from_, dict) or not entry.from_.get("encoder"):
+                raise RegistryError(f"{self.root}: no earlier release to roll back to")
+            new = ActiveState(**{**entry.from_, "generation": active.generation + 1})
+            self._check_consistent(new)
+            self._set_active(new, HistoryEntry(
+                action="rollback", from_=active.model_dump(exclude={"generation"}),
+                to=new.model_dump(exclude={"generation"}), reason=reason))
+        return new
 
     def _publish_head(self, draft: HeadDraft, folder: Path, encoder_fp: str) -> HeadManifest:
         if not (folder / HEAD_WEIGHTS).is_file():
@@ -269,6 +319,7 @@ class Registry:
                 generation=active.generation + 1,
                 encoder=active.encoder,
                 heads={**active.heads, task: version},
+                release=active.release,
             )
             self._check_consistent(new)
             self._set_active(new, HistoryEntry(

@@ -154,27 +154,38 @@ def _features_with_labels(cache: FeatureCache, split: Split, head_type: HeadType
 def retrain_head(
     registry: Registry, task: str, data_dir: Path, config: HeadTrainConfig | None = None, *,
     activate: bool = False, allow_label_removal: bool = False, progress: bool = True,
-    encoder: SharedEncoder | None = None,
+    encoder: SharedEncoder | None = None, new_head_type: str | None = None,
 ) -> RetrainResult:
-    """Train a new version of `task`'s head on the frozen active encoder and publish it."""
+    """Train a new version of `task`'s head on the frozen active encoder and publish it.
+
+    A task with no active head needs `new_head_type` (add-task --mode frozen).
+    """
     started = time.time()
     config = config or HeadTrainConfig()
     torch.manual_seed(config.seed)  # new label rows start from the same weights every run
-    active = registry.active_head(task)
+    version = registry.active().heads.get(task)
+    if version is None and new_head_type is None:
+        raise MtlRegError(f"task '{task}' has no active head; add it with `mtlreg add-task`")
+    if version is not None and new_head_type is not None:
+        raise MtlRegError(f"task '{task}' already exists; use `mtlreg retrain-head {task}`")
+    active = registry.head_manifest(task, version) if version is not None else None
     encoder = encoder or load_active_encoder(registry, config.max_length)
     encoder.requires_grad_(False)
-    head_type, plugin = host().head_type(active.head_type, active.plugin)
-    head_config = HeadConfig(**active.head_config)
+    plugins = host()
+    head_type, plugin = (plugins.head_type(active.head_type, active.plugin) if active
+                         else plugins.head_type(str(new_head_type)))
+    head_config = HeadConfig(**active.head_config) if active else HeadConfig()
+    old_labels = active.labels if active else []
     data = load_data_dirs(encoder, {task: (head_type, data_dir)})[Path(data_dir).resolve()]
     train_split = data.splits["train"]
     values = [v for v in train_split.values(head_type.field) if v is not None]
     if not values:
         raise DataError(f"no record carries '{head_type.field}' labels", path=train_split.path)
     found = head_type.label_set(values)
-    labels = merged_labels(active.labels, found)
-    added = [x for x in labels if x not in active.labels]
-    removed = [x for x in active.labels if x not in found]
-    if removed and not allow_label_removal:
+    labels = merged_labels(old_labels, found)
+    added = [x for x in labels if x not in old_labels] if active else []
+    removed = [x for x in old_labels if x not in found]
+    if active and removed and not allow_label_removal:
         raise MtlRegError(
             f"the new data for '{task}' has no examples of {removed}, which v{active.version} "
             f"predicts; pass --allow-label-removal to drop them"
@@ -189,9 +200,11 @@ def retrain_head(
     held_name = "test" if "test" in data.splits else "dev"
     held_x, held_s = _features_with_labels(cache, data.splits[held_name], head_type, head_config)
 
-    _, old_module = load_head(registry, active, encoder, head_type, plugin)
     module = head_type.build(encoder.hidden_size, labels, head_config)
-    head_type.warm_start(old_module, module, active.labels, labels)
+    old_module = None
+    if active:
+        _, old_module = load_head(registry, active, encoder, head_type, plugin)
+        head_type.warm_start(old_module, module, active.labels, labels)
     trainer = HeadOnlyTrainer(head_type, module, labels, config)
     trainer.fit(train_x, [t for t in targets(train_s, head_type, labels)], dev_s, dev_x, progress)
     dev_logits = _stack_logits(module, dev_x)
@@ -201,7 +214,8 @@ def retrain_head(
     comparison = {
         "split": held_name,
         "active": {"version": active.version,
-                   **_score(head_type, old_module, held_x, held_s, active.labels, labels)},
+                   **_score(head_type, old_module, held_x, held_s, active.labels, labels)}
+        if active and old_module is not None else None,
         "new": _score(head_type, module, held_x, held_s, labels, labels),
     }
     metrics = {"dev": _score(head_type, module, dev_x, dev_s, labels, labels),
@@ -213,12 +227,12 @@ def retrain_head(
         data=DataRef(path=str(Path(data_dir).resolve()), fingerprint=data_fingerprint(data_dir)),
         training={"mode": "frozen-encoder", **config.model_dump(), "calibration": calibration,
                   "added_labels": added, "removed_labels": removed},
-        parent_version=active.version,
+        parent_version=active.version if active else None,
     )
     with tempfile.TemporaryDirectory(dir=registry.root) as tmp:
         save_head(module, Path(tmp))
         _, [manifest] = registry.publish([(draft, Path(tmp))], activate=activate,
-                                         reason=f"retrain-head {task}")
+                                         reason=f"{'retrain-head' if active else 'add-task'} {task}")
     return RetrainResult(manifest, activate, comparison, added, removed, cache.encoder_batches,
                          round(time.time() - started, 2))
 
