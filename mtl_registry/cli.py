@@ -43,6 +43,10 @@ def _task_dirs(values: tuple[str, ...]) -> dict[str, Path]:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+backend_option = click.option(
+    "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="torch",
+    show_default=True, help="PyTorch eager, or the release exported as one ONNX graph "
+    "(fp32 or INT8; built and cached on first use, see `mtlreg export`).")
 
 
 @click.group(cls=_Group)
@@ -143,15 +147,18 @@ def train(registry: Registry, tasks: tuple[str, ...], head_types: tuple[str, ...
 @click.option("--split", default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write report.json and report.md here.")
+@backend_option
 @json_option
 @click.pass_obj
 def evaluate(registry: Registry, tasks: tuple[str, ...], split: str, out: Path | None,
-             as_json: bool) -> None:
+             backend: str, as_json: bool) -> None:
     """Score the active heads on held-out data."""
     from mtl_registry.evaluation.evaluate import evaluate as run_evaluate
     from mtl_registry.evaluation.report import to_markdown
+    from mtl_registry.runtime import Runtime
 
-    report = run_evaluate(registry, _task_dirs(tasks) or None, split)
+    report = run_evaluate(registry, _task_dirs(tasks) or None, split,
+                          runtime=Runtime(registry, backend=backend))
     markdown = to_markdown(report, title=f"Evaluation ({split})")
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -162,13 +169,14 @@ def evaluate(registry: Registry, tasks: tuple[str, ...], split: str, out: Path |
 
 @main.command()
 @click.argument("texts", nargs=-1, required=True)
+@backend_option
 @json_option
 @click.pass_obj
-def predict(registry: Registry, texts: tuple[str, ...], as_json: bool) -> None:
+def predict(registry: Registry, texts: tuple[str, ...], backend: str, as_json: bool) -> None:
     """Every active head on each text, from one encoder pass."""
     from mtl_registry.runtime import Runtime
 
-    results = Runtime(registry).predict(list(texts))
+    results = Runtime(registry, backend=backend).predict(list(texts))
     if as_json:
         _print_json(results)
         return
@@ -360,15 +368,16 @@ def rollback(registry: Registry, reason: str) -> None:
 @click.option("--max-chars", default=2000, show_default=True, help="Characters per text at most.")
 @click.option("--poll-interval", default=0.2, show_default=True,
               help="Seconds between checks of the registry's active pointers.")
+@backend_option
 @click.pass_obj
 def serve(registry: Registry, host: str, port: int, max_texts: int, max_chars: int,
-          poll_interval: float) -> None:
+          poll_interval: float, backend: str) -> None:
     """Serve predictions over HTTP; heads hot-swap when the registry's pointers move."""
     from mtl_registry.runtime import Runtime
     from mtl_registry.serving import Limits
     from mtl_registry.serving import serve as run_serve
 
-    runtime = Runtime(registry)
+    runtime = Runtime(registry, backend=backend)
     click.echo(f"serving {', '.join(f'{t} v{v}' for t, v in runtime.heads.versions['heads'].items())}"
                f" on http://{host}:{port}", err=True)
     run_serve(runtime, host, port, Limits(max_texts=max_texts, max_chars=max_chars), poll_interval)
@@ -377,16 +386,53 @@ def serve(registry: Registry, host: str, port: int, max_texts: int, max_chars: i
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to generate the corpus (default: REGISTRY/data).")
-@click.option("--epochs", default=4, show_default=True)
+@click.option("--epochs", default=3, show_default=True, help="Joint training epochs.")
+@click.option("--add-task-epochs", default=1, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_obj
-def demo(registry: Registry, data_dir: Path | None, epochs: int, seed: int, quiet: bool) -> None:
+def demo(registry: Registry, data_dir: Path | None, epochs: int, add_task_epochs: int, seed: int,
+         quiet: bool) -> None:
     """The whole MangaAssist job end to end on the packaged encoder."""
     from mtl_registry.demo import run_demo
 
-    run_demo(registry, data_dir or registry.root / "data", epochs=epochs, seed=seed,
+    run_demo(registry, data_dir or registry.root / "data", epochs=epochs,
+             add_task_epochs=add_task_epochs, seed=seed,
              progress=not quiet, echo=click.echo)
+
+
+@main.command("export")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--int8", is_flag=True, help="Dynamic INT8 quantisation, behind a quality gate.")
+@click.option("--max-drop", default=1.0, show_default=True,
+              help="INT8 gate: points of its primary metric a head may lose on held-out data.")
+@click.option("--task", "tasks", multiple=True, metavar="NAME=DATA_DIR",
+              help="Held-out data for the INT8 gate (default: each head's training data).")
+@json_option
+@click.pass_obj
+def export(registry: Registry, out: Path | None, int8: bool, max_drop: float,
+           tasks: tuple[str, ...], as_json: bool) -> None:
+    """The active encoder and heads as one ONNX graph, one output per head, plus a manifest."""
+    from mtl_registry.export import export_active
+
+    path, manifest = export_active(registry, out, int8=int8, max_drop=max_drop / 100,
+                                   data=_task_dirs(tasks) or None,
+                                   echo=lambda m: click.echo(m, err=True))
+    if as_json:
+        _print_json({"path": str(path), **manifest.model_dump(mode="json", exclude={"files"})})
+        return
+    click.echo(f"{manifest.precision} export of encoder {manifest.encoder_fingerprint} -> {path}")
+    for h in manifest.heads:
+        click.echo(f"  {h.task} v{h.version} ({h.head_type}, {len(h.labels)} labels) "
+                   f"-> output {h.output}")
+    quant, quality = manifest.quantisation, manifest.quality
+    if quant and quality:
+        click.echo(f"INT8 quality gate ({quality['split']} split, tolerance "
+                   f"{quality['max_drop_points']} points):")
+        for task, c in quality["heads"].items():
+            click.echo(f"  {task}: {c['metric']} fp32 {c['fp32']:.4f} -> int8 {c['int8']:.4f} "
+                       f"({c['change_points']:+.2f} points)")
+        click.echo(f"kept in fp32: {', '.join(quant.kept_fp32) or 'nothing'} ({quant.reason})")
 
 
 @main.command("plugins")
