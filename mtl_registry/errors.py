@@ -39,3 +39,7 @@ class FingerprintMismatch(RegistryError):
 
 class PluginError(MtlRegError):
     """A plugin failed to load or registered something invalid."""
+
+
+class ConfigError(MtlRegError):
+    """A training option is invalid (for example an unknown or out-of-range strategy option)."""

@@ -9,7 +9,7 @@ from mtl_registry.heads.intent import IntentHead
 from mtl_registry.heads.ner import NerHead
 from mtl_registry.heads.sentiment import SentimentHead
 from mtl_registry.hookspecs import hookimpl
-from mtl_registry.strategies import EqualWeights, UncertaintyWeights
+from mtl_registry.strategies import EqualWeights, GradNorm, PCGrad, UncertaintyWeights
 
 
 @hookimpl
@@ -20,5 +20,5 @@ def register_head_types(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_strategies(register: Callable[[Any], None]) -> None:
-    for strategy in (EqualWeights, UncertaintyWeights):
+    for strategy in (EqualWeights, UncertaintyWeights, GradNorm, PCGrad):
         register(strategy)

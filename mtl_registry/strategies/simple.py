@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
 from mtl_registry.strategies.base import SharedParameters, Strategy
+from mtl_registry.strategies.gradients import TaskGradients
 
 
 class EqualWeights(Strategy):
@@ -13,8 +16,9 @@ class EqualWeights(Strategy):
 
     name = "equal"
 
-    def backward(self, losses: dict[str, torch.Tensor], shared: SharedParameters) -> None:
-        torch.stack([losses[t] for t in losses]).sum().backward()
+    def fill_gradients(self, losses: Mapping[str, torch.Tensor], shared: SharedParameters,
+                       grads: TaskGradients) -> None:
+        torch.stack(list(losses.values())).sum().backward()
 
     def weights(self) -> dict[str, float]:
         return dict.fromkeys(self.tasks, 1.0)
@@ -25,18 +29,19 @@ class UncertaintyWeights(Strategy):
 
     name = "uncertainty"
 
-    def __init__(self, tasks: list[str]) -> None:
-        super().__init__(tasks)
-        self.log_vars = nn.Parameter(torch.zeros(len(tasks)))
+    def __init__(self, tasks: list[str], options: Mapping[str, object] | None = None) -> None:
+        super().__init__(tasks, options)
+        self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))
 
-    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         s = self.log_vars
-        return sum(
+        return torch.stack([
             0.5 * torch.exp(-s[i]) * losses[t] + 0.5 * s[i]
             for i, t in enumerate(self.tasks) if t in losses
-        )
+        ]).sum()
 
-    def backward(self, losses: dict[str, torch.Tensor], shared: SharedParameters) -> None:
+    def fill_gradients(self, losses: Mapping[str, torch.Tensor], shared: SharedParameters,
+                       grads: TaskGradients) -> None:
         self.combine(losses).backward()
 
     def weights(self) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +30,8 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-4, gt=0, description="encoder learning rate")
     head_lr: float = Field(1e-3, gt=0)
     strategy_lr: float = Field(1e-2, gt=0, description="for a strategy's own parameters")
+    strategy_options: dict[str, Any] = Field(
+        default_factory=dict, description="passed to the strategy, which validates them")
     weight_decay: float = 0.01
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = 1.0

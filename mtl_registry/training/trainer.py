@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +12,15 @@ import torch
 from tqdm.auto import tqdm
 
 from mtl_registry.data.prepared import Split, check_labels, load_data_dirs, targets
-from mtl_registry.data.records import data_fingerprint
-from mtl_registry.encoder.backbone import SharedEncoder
-from mtl_registry.errors import DataError, RegistryError
+from mtl_registry.errors import DataError
 from mtl_registry.evaluation.scoring import primary, score_dirs
-from mtl_registry.model import MultiTaskModel, Task, save_head
+from mtl_registry.model import MultiTaskModel, Task, load_active_encoder
 from mtl_registry.plugins import host
-from mtl_registry.registry import DataRef, EncoderManifest, HeadDraft, HeadManifest, Registry
+from mtl_registry.registry import Registry
+from mtl_registry.strategies import ConflictTally, GradientStats, SharedParameters, Strategy
 from mtl_registry.training.config import TaskSpec, TrainConfig
+from mtl_registry.training.report_plots import read_steps, write_plots
 from mtl_registry.training.sampler import Group, StepSampler
-from mtl_registry.strategies import SharedParameters, Strategy
-
-
-@dataclass
-class TrainResult:
-    encoder: EncoderManifest
-    heads: list[HeadManifest]
-    dev: dict[str, Any]
-    test: dict[str, Any] | None
-    run_dir: Path
-
-
-def load_active_encoder(registry: Registry, max_length: int = 128) -> SharedEncoder:
-    fp = registry.require().active().encoder
-    if fp is None:
-        raise RegistryError(f"{registry.root}: no active encoder")
-    return SharedEncoder.load(registry.encoder_dir(fp), max_length=max_length, fingerprint=fp)
 
 
 class JointTrainer:
@@ -69,7 +50,9 @@ class JointTrainer:
             tasks[s.name] = Task(s.name, head_type, plugin, labels, config.head)
         self.model = MultiTaskModel(self.encoder, tasks)
         self._task_dirs = {s.name: s.data.resolve() for s in specs}
-        self.strategy: Strategy = plugins.strategy(config.strategy)(list(tasks))
+        self.strategy: Strategy = plugins.strategy(config.strategy)(
+            list(tasks), config.strategy_options)
+        self.summary: dict[str, Any] = {}
         self.targets = {s.name: targets(self._split(s, "train"), tasks[s.name].head_type,
                                         tasks[s.name].labels) for s in specs}
 
@@ -92,11 +75,13 @@ class JointTrainer:
             (no_decay if p.dim() < 2 or "LayerNorm" in name or "norm" in name else decay).append(p)
         enc = {id(p) for p in self.encoder.parameters()}
         groups = [
-            {"params": [p for p in decay if id(p) in enc], "lr": c.lr, "weight_decay": c.weight_decay},
+            {"params": [p for p in decay if id(p) in enc], "lr": c.lr,
+             "weight_decay": c.weight_decay},
             {"params": [p for p in no_decay if id(p) in enc], "lr": c.lr, "weight_decay": 0.0},
             {"params": [p for p in decay if id(p) not in enc], "lr": c.head_lr,
              "weight_decay": c.weight_decay},
-            {"params": [p for p in no_decay if id(p) not in enc], "lr": c.head_lr, "weight_decay": 0.0},
+            {"params": [p for p in no_decay if id(p) not in enc], "lr": c.head_lr,
+             "weight_decay": 0.0},
             {"params": list(self.strategy.parameters()), "lr": c.strategy_lr, "weight_decay": 0.0},
         ]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
@@ -130,30 +115,20 @@ class JointTrainer:
         total = min(c.max_steps or math.inf, per_epoch * c.epochs)
         total = int(total)
         optimizer, scheduler = self._optimizer(total)
-        shared = SharedParameters(
-            all=[p for p in self.encoder.parameters() if p.requires_grad],
-            last_layer=list(self.encoder.last_layer.parameters()),
-        )
+        shared = SharedParameters.of(self.encoder, self.model.heads)
+        tally = ConflictTally()
         best: tuple[float, dict[str, torch.Tensor], dict[str, Any]] | None = None
         bar = tqdm(total=total, unit="step", desc="train", disable=not progress, dynamic_ncols=True)
         with open(log_path, "w", encoding="utf-8") as log:
             for step, picks in zip(range(total), sampler):
-                self.model.train()
-                self.strategy.train()
-                ids, mask, rows, tgts = self._batch(picks, paths)
-                logits = self.model(ids, mask, rows)
-                losses = {n: self.model.tasks[n].head_type.loss(logits[n], tgts[n]) for n in rows}
-                optimizer.zero_grad(set_to_none=True)
-                self.strategy.backward(losses, shared)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                self.strategy.after_step()
+                losses, stats = self.step(self._batch(picks, paths), optimizer, scheduler, shared)
+                tally.add(stats)
                 entry = {
                     "step": step + 1, "epoch": step // per_epoch + 1, "time": time.time(),
                     "lr": scheduler.get_last_lr()[0],
                     "loss": {n: round(v.item(), 5) for n, v in losses.items()},
                     "weight": {n: round(w, 5) for n, w in self.strategy.weights().items()},
+                    **stats.log_fields(),
                 }
                 log.write(json.dumps(entry) + "\n")
                 bar.update(1)
@@ -173,10 +148,35 @@ class JointTrainer:
                         state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                         best = (combined, state, report)
         bar.close()
+        self._summarise(log_path, tally, total)
         assert best is not None
         self.model.load_state_dict(best[1])
         self.model.eval()
         return best[2]
+
+    def step(self, batch: tuple[Any, ...], optimizer: torch.optim.Optimizer, scheduler: Any,
+             shared: SharedParameters) -> tuple[dict[str, torch.Tensor], GradientStats]:
+        """One optimisation step: forward, the strategy's backward, clipping, update."""
+        ids, mask, rows, tgts = batch
+        self.model.train()
+        self.strategy.train()
+        logits = self.model(ids, mask, rows)
+        losses = {n: self.model.tasks[n].head_type.loss(logits[n], tgts[n]) for n in rows}
+        optimizer.zero_grad(set_to_none=True)
+        stats = self.strategy.backward(losses, shared)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        self.strategy.after_step()
+        return losses, stats
+
+    def _summarise(self, log_path: Path, tally: ConflictTally, steps: int) -> None:
+        """Write summary.json (conflict rates) and the plots into the run directory."""
+        run_dir = log_path.parent
+        plots = write_plots(read_steps(log_path), tally.rates, run_dir, title=self.strategy.name)
+        self.summary = {"strategy": self.strategy.name, "steps": steps, **tally.summary(),
+                        "final_weights": self.strategy.weights(), "plots": [p.name for p in plots]}
+        (run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2))
 
     def calibrate(self) -> dict[str, Any]:
         """Per-task decoding choices tuned on dev (sentiment thresholds), after training."""
@@ -192,46 +192,3 @@ class JointTrainer:
                 task.labels)
         return chosen
 
-
-def train(
-    registry: Registry, specs: list[TaskSpec], config: TrainConfig | None = None, *,
-    progress: bool = True, reason: str = "train",
-) -> TrainResult:
-    """Fine-tune the active encoder with every task, then publish and activate the result."""
-    config = config or TrainConfig()
-    trainer = JointTrainer(registry, specs, config)
-    run_dir = registry.root / "runs" / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    trainer.run(run_dir / "steps.jsonl", progress)
-    calibration = trainer.calibrate()
-    dev = score_dirs(trainer.model, trainer.dirs, trainer._task_dirs, "dev")
-    test = score_dirs(trainer.model, trainer.dirs, trainer._task_dirs, "test")
-    assert dev is not None
-    active = registry.active()
-    parent = trainer.encoder.fingerprint
-    training = {**config.model_dump(mode="json"), "seconds": round(time.time() - started, 1),
-                "final_weights": trainer.strategy.weights(), "run": str(run_dir)}
-    with tempfile.TemporaryDirectory(dir=registry.root) as tmp:
-        trainer.encoder.save(Path(tmp) / "encoder")
-        heads = []
-        for s in specs:
-            task = trainer.model.tasks[s.name]
-            save_head(trainer.model.heads[s.name], Path(tmp) / "heads" / s.name)
-            metrics = {"dev": dev["tasks"][s.name], **({"test": test["tasks"][s.name]} if test else {})}
-            draft = HeadDraft(
-                task=s.name, head_type=task.head_type.name, plugin=task.plugin, labels=task.labels,
-                head_config=task.config.model_dump(), metrics=metrics,
-                data=DataRef(path=str(s.data.resolve()), fingerprint=data_fingerprint(s.data)),
-                training={**training, "calibration": calibration.get(s.name, {})},
-                parent_version=active.heads.get(s.name),
-            )
-            heads.append((draft, Path(tmp) / "heads" / s.name))
-        encoder, published = registry.publish(
-            heads, encoder_dir=Path(tmp) / "encoder", encoder_parent=parent,
-            activate=True, replace_active=True, reason=reason)
-    assert encoder is not None
-    for name, report in (("dev", dev), ("test", test)):
-        if report is not None:
-            (run_dir / f"{name}_report.json").write_text(json.dumps(report, indent=2))
-    return TrainResult(encoder, published, dev, test, run_dir)
