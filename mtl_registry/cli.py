@@ -47,6 +47,8 @@ backend_option = click.option(
     "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="torch",
     show_default=True, help="PyTorch eager, or the release exported as one ONNX graph "
     "(fp32 or INT8; built and cached on first use, see `mtlreg export`).")
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), help="Intra-op threads (default: one per core).")
 
 
 @click.group(cls=_Group)
@@ -99,10 +101,27 @@ def convert(fmt: str, src: Path, out_dir: Path, scheme: str | None) -> None:
     click.echo(f"{fmt} -> {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    """KEY=VALUE pairs; values are read as JSON where they parse (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def _train_options(strategy: str) -> Any:
     """The options `train` and `add-task` share; only the default strategy differs."""
     options = [
-        click.option("--strategy", default=strategy, show_default=True),
+        click.option("--strategy", default=strategy, show_default=True,
+                     help="equal, uncertainty, gradnorm, pcgrad, or one from a plugin."),
+        click.option("--strategy-option", "strategy_options", multiple=True, metavar="KEY=VALUE",
+                     callback=_key_values, help="A strategy option, e.g. alpha=1.5 (repeat)."),
         click.option("--epochs", default=3, show_default=True),
         click.option("--max-steps", type=int, help="Stop after this many steps."),
         click.option("--batch-size", default=32, show_default=True),
@@ -148,17 +167,18 @@ def train(registry: Registry, tasks: tuple[str, ...], head_types: tuple[str, ...
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write report.json and report.md here.")
 @backend_option
+@threads_option
 @json_option
 @click.pass_obj
 def evaluate(registry: Registry, tasks: tuple[str, ...], split: str, out: Path | None,
-             backend: str, as_json: bool) -> None:
+             backend: str, threads: int | None, as_json: bool) -> None:
     """Score the active heads on held-out data."""
     from mtl_registry.evaluation.evaluate import evaluate as run_evaluate
     from mtl_registry.evaluation.report import to_markdown
     from mtl_registry.runtime import Runtime
 
     report = run_evaluate(registry, _task_dirs(tasks) or None, split,
-                          runtime=Runtime(registry, backend=backend))
+                          runtime=Runtime(registry, backend=backend, threads=threads))
     markdown = to_markdown(report, title=f"Evaluation ({split})")
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -170,13 +190,15 @@ def evaluate(registry: Registry, tasks: tuple[str, ...], split: str, out: Path |
 @main.command()
 @click.argument("texts", nargs=-1, required=True)
 @backend_option
+@threads_option
 @json_option
 @click.pass_obj
-def predict(registry: Registry, texts: tuple[str, ...], backend: str, as_json: bool) -> None:
+def predict(registry: Registry, texts: tuple[str, ...], backend: str, threads: int | None,
+            as_json: bool) -> None:
     """Every active head on each text, from one encoder pass."""
     from mtl_registry.runtime import Runtime
 
-    results = Runtime(registry, backend=backend).predict(list(texts))
+    results = Runtime(registry, backend=backend, threads=threads).predict(list(texts))
     if as_json:
         _print_json(results)
         return
@@ -369,15 +391,16 @@ def rollback(registry: Registry, reason: str) -> None:
 @click.option("--poll-interval", default=0.2, show_default=True,
               help="Seconds between checks of the registry's active pointers.")
 @backend_option
+@threads_option
 @click.pass_obj
 def serve(registry: Registry, host: str, port: int, max_texts: int, max_chars: int,
-          poll_interval: float, backend: str) -> None:
+          poll_interval: float, backend: str, threads: int | None) -> None:
     """Serve predictions over HTTP; heads hot-swap when the registry's pointers move."""
     from mtl_registry.runtime import Runtime
     from mtl_registry.serving import Limits
     from mtl_registry.serving import serve as run_serve
 
-    runtime = Runtime(registry, backend=backend)
+    runtime = Runtime(registry, backend=backend, threads=threads)
     click.echo(f"serving {', '.join(f'{t} v{v}' for t, v in runtime.heads.versions['heads'].items())}"
                f" on http://{host}:{port}", err=True)
     run_serve(runtime, host, port, Limits(max_texts=max_texts, max_chars=max_chars), poll_interval)

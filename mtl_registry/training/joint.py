@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ def run_joint(
             task = trainer.model.tasks[name]
             task.head_type.warm_start(loaded.model.heads[name], trainer.model.heads[name],
                                       manifest.labels, task.labels)
-    run_dir = registry.root / "runs" / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = registry.root / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
     started = time.time()
     trainer.run(run_dir / "steps.jsonl", progress)
     calibration = trainer.calibrate()
@@ -66,7 +67,8 @@ def run_joint(
             (run_dir / f"{name}_report.json").write_text(json.dumps(report, indent=2))
     training = {**config.model_dump(mode="json"), "seconds": round(time.time() - started, 1),
                 "final_weights": trainer.strategy.weights(), "run": str(run_dir),
-                "warm_start": {t: m.version for t, m in (warm_from or {}).items()}}
+                "warm_start": {t: m.version for t, m in (warm_from or {}).items()},
+                "gradient_conflicts": trainer.summary}
     return JointRun(trainer, specs, dev, test, run_dir, training, calibration)
 
 
