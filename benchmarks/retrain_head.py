@@ -19,12 +19,12 @@ from common import machine, trained_registry
 from mtl_registry.data.mangaassist import generate_sentiment_v2
 from mtl_registry.data.prepared import load_data_dirs
 from mtl_registry.encoder import packaged_encoder_path
+from mtl_registry.model import load_active_encoder
 from mtl_registry.plugins import host
 from mtl_registry.registry import Registry
 from mtl_registry.training import TaskSpec, TrainConfig, train
 from mtl_registry.training.features import FeatureCache
 from mtl_registry.training.head_only import HeadTrainConfig, retrain_head
-from mtl_registry.training.trainer import load_active_encoder
 
 
 def main() -> None:
@@ -78,14 +78,14 @@ def main() -> None:
         ("retrain-head, warm feature cache (encoder not run)", warm_s, scores(warm.comparison["new"])),
         (f"separate single-task fine-tune ({args.separate_epochs} epochs)", separate_s,
          scores(separate.test["tasks"]["sentiment"])),
-        ("active head before retraining (no gratitude label)", float("nan"),
+        ("active head before retraining (no gratitude label)", None,
          scores(cold.comparison["active"])),
     ]
     lines = [
         "# retrain-head vs floor vs separate fine-tune", "",
         "Command: `python benchmarks/retrain_head.py`", f"Machine: {machine()}", "",
         "| what | wall time (s) | held-out test (sentiment-v2) |", "|---|---|---|",
-        *[f"| {w} | {t:.2f} | {s} |" for w, t, s in rows], "",
+        *[f"| {w} | {'-' if t is None else f'{t:.2f}'} | {s} |" for w, t, s in rows], "",
         f"- retrain-head (cold) / floor: **{cold_s / floor:.2f}×** (target ≤ 1.5×)",
         f"- separate fine-tune / retrain-head (cold): **{separate_s / cold_s:.1f}×** (target ≥ 10×)",
         f"- encoder batches run: cold {cold.encoder_batches}, warm {warm.encoder_batches}",
