@@ -8,4 +8,4 @@ from mtl_registry.registry import Registry
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "MtlRegError", "Registry", "__version__"]
+__all__ = ["DataError", "MtlRegError", "Registry", "RegistryError", "__version__"]

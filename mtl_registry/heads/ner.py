@@ -28,9 +28,8 @@ def word_tags(encoded: Encoded, entities: list[dict[str, Any]]) -> list[str]:
     for ent in entities:
         start, end, label = ent["start"], ent["end"], ent["label"]
         covered = [i for i, w in enumerate(words) if w.start < end and w.end > start]
-        if _is_truncated(encoded) and (not covered or end > words[covered[-1]].end):
-            if not covered or covered[-1] == len(words) - 1:
-                continue  # cut off by max_length: not taught, not scored
+        if words and end > words[-1].end and _is_truncated(encoded):
+            continue  # cut off by max_length: not taught, not scored
         if not covered:
             raise ValueError(f"entity {start}-{end} covers no token")
         first, last = words[covered[0]], words[covered[-1]]

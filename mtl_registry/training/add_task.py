@@ -73,7 +73,7 @@ def add_task(
                                                   max_length=config.max_length),
             activate=True, progress=progress, new_head_type=head_type)
         return AddTaskResult(name, mode, True, {"checked": False, "reason": "encoder unchanged"},
-                             registry.active().heads, active.encoder, None)
+                             {**active.heads, name: result.manifest.version}, active.encoder, None)
 
     specs, manifests = rehearsal_specs(registry)
     split = _held_out(specs)
