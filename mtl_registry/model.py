@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,24 +71,16 @@ class MultiTaskModel(nn.Module):
         self, encoded: list[Encoded], batch_size: int = 64
     ) -> Iterator[tuple[list[tuple[int, Encoded]], dict[str, torch.Tensor]]]:
         """Logits for many texts, in batches, without autograd. Sorted by length to pad less."""
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start: start + batch_size]
+            for idx in length_batches(encoded, batch_size):
                 chunk = [encoded[i] for i in idx]
                 logits = self(*self.encoder.collate(chunk))
                 yield list(zip(idx, chunk)), logits
 
     def predict(self, encoded: list[Encoded], batch_size: int = 64) -> list[dict[str, Any]]:
         """Decoded predictions per text, in input order."""
-        results: list[dict[str, Any]] = [{} for _ in encoded]
-        for pairs, logits in self.batches(encoded, batch_size):
-            chunk = [e for _, e in pairs]
-            for name, task in self.tasks.items():
-                decoded = task.head_type.decode(self.heads[name], logits[name], chunk, task.labels)
-                for (i, _), pred in zip(pairs, decoded):
-                    results[i][name] = pred
-        return results
+        return decode_batches(self.tasks, self.heads, self.batches(encoded, batch_size),
+                              len(encoded))
 
     def logits(self, encoded: list[Encoded], task: str, batch_size: int = 64) -> torch.Tensor:
         """One task's raw logits in input order (token heads padded), for calibration."""
@@ -97,6 +89,32 @@ class MultiTaskModel(nn.Module):
             for (i, e), row in zip(pairs, logits[task]):
                 rows[i] = row[: len(e.input_ids)] if row.dim() > 1 else row
         return nn.utils.rnn.pad_sequence(rows, batch_first=True)  # type: ignore[arg-type]
+
+
+Batches = Iterator[tuple[list[tuple[int, Encoded]], dict[str, torch.Tensor]]]
+
+
+def length_batches(encoded: list[Encoded], batch_size: int) -> Iterator[list[int]]:
+    """Indices of texts of similar length together, so dynamic padding pads little."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        yield order[start: start + batch_size]
+
+
+def decode_batches(tasks: dict[str, Task], heads: Mapping[str, nn.Module], batches: Batches,
+                   n: int) -> list[dict[str, Any]]:
+    """Each head type's own `decode` on each batch's logits, back in input order.
+
+    Shared by every backend (PyTorch, ONNX Runtime), so decoding never differs between them.
+    """
+    results: list[dict[str, Any]] = [{} for _ in range(n)]
+    for pairs, logits in batches:
+        chunk = [e for _, e in pairs]
+        for name, task in tasks.items():
+            decoded = task.head_type.decode(heads[name], logits[name], chunk, task.labels)
+            for (i, _), pred in zip(pairs, decoded):
+                results[i][name] = pred
+    return results
 
 
 def save_head(module: nn.Module, folder: Path) -> None:
@@ -123,3 +141,20 @@ def load_head(registry: Registry, manifest: HeadManifest, encoder: SharedEncoder
     module.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))
     module.eval()
     return task, module
+
+
+def load_encoder(registry: Registry, fingerprint: str, max_length: int = 128) -> SharedEncoder:
+    """An encoder artifact, its files checked against the manifest first."""
+    manifest = registry.encoder_manifest(fingerprint)
+    problems = registry.verify_files(registry.encoder_dir(fingerprint), manifest.files)
+    if problems:
+        raise RegistryError("; ".join(problems))
+    return SharedEncoder.load(registry.encoder_dir(fingerprint), max_length,
+                              fingerprint=fingerprint).eval()
+
+
+def load_active_encoder(registry: Registry, max_length: int = 128) -> SharedEncoder:
+    fingerprint = registry.require().active().encoder
+    if fingerprint is None:
+        raise RegistryError(f"{registry.root}: no active encoder; run `mtlreg init`")
+    return load_encoder(registry, fingerprint, max_length)

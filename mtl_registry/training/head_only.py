@@ -8,10 +8,10 @@ removing a label must be asked for.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,10 @@ from mtl_registry.data.records import data_fingerprint
 from mtl_registry.encoder.backbone import SharedEncoder
 from mtl_registry.errors import DataError, MtlRegError
 from mtl_registry.heads.base import HeadConfig, HeadType
-from mtl_registry.model import load_head, save_head
+from mtl_registry.model import load_active_encoder, load_head, save_head
 from mtl_registry.plugins import host
 from mtl_registry.registry import DataRef, HeadDraft, HeadManifest, Registry
 from mtl_registry.training.features import FeatureCache
-from mtl_registry.training.trainer import load_active_encoder
 
 
 class HeadTrainConfig(BaseModel):
