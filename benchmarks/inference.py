@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 LABEL = {"torch": "fp32 PyTorch eager", "onnx": "fp32 ONNX Runtime",
          "onnx-int8": "INT8 ONNX Runtime"}
 MESSAGE = "is vol 12 of berserk back in stock?? ordered twice already"
+# The issue's figures for all-MiniLM-L6-v2 alone on this 17-token message, measured earlier.
+REFERENCE = {"fp32 PyTorch eager": 9.0, "fp32 ONNX Runtime": 3.5, "INT8 ONNX Runtime": 1.4}
 Predict = Callable[[list[str]], Any]
 
 
@@ -154,10 +157,14 @@ def paired(a: Predict, b: Predict, texts: list[str], n: int) -> dict[str, float]
             runs[key].append(timed(fn, texts))
     med = {k: {"wall": float(np.median([w for w, _ in v])),
                "cpu": float(np.median([c for _, c in v]))} for k, v in runs.items()}
+
+    def added(i: int) -> float:  # median of neighbouring pairs' ratios: load cancels out
+        return 100 * (float(np.median([b[i] / a[i] for a, b in zip(runs["a"], runs["b"])])) - 1)
+
     return {"3 heads p50_ms": 1e3 * med["a"]["wall"], "4 heads p50_ms": 1e3 * med["b"]["wall"],
-            "added_wall_pct": 100 * (med["b"]["wall"] / med["a"]["wall"] - 1),
+            "added_wall_pct": added(0),
             "3 heads cpu_ms": 1e3 * med["a"]["cpu"], "4 heads cpu_ms": 1e3 * med["b"]["cpu"],
-            "added_cpu_pct": 100 * (med["b"]["cpu"] / med["a"]["cpu"] - 1)}
+            "added_cpu_pct": added(1)}
 
 
 def fourth_head(multi: Registry, inputs: dict[int, list[str]], threads: dict[str, int],
@@ -396,7 +403,8 @@ def report(args: argparse.Namespace, lat: dict[tuple[str, int], dict[str, float]
            loads: list[float], mem: dict[str, dict[str, int]], weights: dict[str, int],
            qual: dict[str, dict[str, float]], steps: dict[str, dict[str, float]],
            fourth: dict[str, dict[str, float]], thread_p50: dict[str, float],
-           threads: dict[str, int], multi: Registry, separate: dict[str, Registry]) -> str:
+           threads: dict[str, int], calib: dict[str, float], multi: Registry,
+           separate: dict[str, Registry]) -> str:
     r = ratios(lat, mem, weights)
     loaded = max(loads) > 1.5
     lines = [
@@ -439,12 +447,21 @@ def report(args: argparse.Namespace, lat: dict[tuple[str, int], dict[str, float]
         "## A fourth head", "",
         "The multi-task model plus an untrained sentence head (`csat`, 5 labels; latency does "
         "not depend on training). Both graphs go through the same export, fusion and "
-        "quantisation; the two models are called alternately (ABBA), end to end.", "",
+        "quantisation; the two models are called alternately (ABBA), end to end; 'added' is "
+        "the median over neighbouring pairs of 4-head / 3-head time, so load shared by a "
+        "pair cancels.", "",
         "| backend, batch | 3 heads p50 ms | 4 heads p50 ms | added (wall) | 3 heads CPU ms | "
         "4 heads CPU ms | added (CPU) |", "|---|---|---|---|---|---|---|",
         *[f"| {k} | {v['3 heads p50_ms']:.3f} | {v['4 heads p50_ms']:.3f} | "
           f"{v['added_wall_pct']:+.1f}% | {v['3 heads cpu_ms']:.3f} | {v['4 heads cpu_ms']:.3f} | "
           f"{v['added_cpu_pct']:+.1f}% |" for k, v in fourth.items()], "",
+        "## Calibration: the issue's reference set-up, measured in this run", "",
+        "The packaged encoder alone on the same 17-token message (plain export, per-tensor "
+        "dynamic INT8), against the figures measured earlier on this machine. The ratio says "
+        "how much slower the shared machine was during this run.", "",
+        "| encoder alone | reference ms | this run p50 ms | ratio |", "|---|---|---|---|",
+        *[f"| {k} | {REFERENCE[k]:.1f} | {v:.2f} | {v / REFERENCE[k]:.2f}× |"
+          for k, v in calib.items()], "",
         "## Intra-op threads (multi-task, batch 1, end to end, interleaved)", "",
         "| setting | p50 ms |", "|---|---|",
         *[f"| {k} | {v:.2f} |" for k, v in thread_p50.items()],
@@ -473,6 +490,42 @@ def report(args: argparse.Namespace, lat: dict[tuple[str, int], dict[str, float]
         "idle threads do not spin, for the same reason.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def calibration(rounds: int, threads: int) -> dict[str, float]:
+    """The issue's reference set-up measured now: the packaged encoder alone on the 17-token
+    message (plain export, per-tensor dynamic INT8), so today's load can be read off."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from mtl_registry.encoder import SharedEncoder, packaged_encoder_path
+    from mtl_registry.runtime.onnx_backend import session_options
+
+    enc = SharedEncoder.load(packaged_encoder_path()).eval()
+    ids, mask = enc.collate(enc.tokenize([MESSAGE]))
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    predictors: dict[str, Predict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / "enc.onnx", Path(tmp) / "enc8.onnx"
+        axes = {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "hidden")}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(enc, (ids, mask), str(fp32), dynamo=False,
+                              input_names=["input_ids", "attention_mask"],
+                              output_names=["hidden"], dynamic_axes=axes)
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+        sessions = {p: ort.InferenceSession(str(p), session_options(threads)) for p in (fp32, int8)}
+
+    def eager(_: list[str]) -> Any:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            return enc(ids, mask)
+
+    predictors["fp32 PyTorch eager"] = eager
+    predictors["fp32 ONNX Runtime"] = lambda _: sessions[fp32].run(None, feed)
+    predictors["INT8 ONNX Runtime"] = lambda _: sessions[int8].run(None, feed)
+    samples, _ = interleaved(predictors, {1: [MESSAGE]}, rounds, {1: 20})
+    return {name: summary(samples[(name, 1)], 1)["p50_ms"] for name in predictors}
 
 
 def thread_settings(multi: Registry, rounds: int) -> tuple[dict[str, float], dict[str, int]]:
@@ -549,10 +602,11 @@ def main() -> None:
     for b in BACKENDS:
         torch.set_num_threads(threads["torch"])
         steps[b] = breakdown(Runtime(multi, backend=b, threads=threads[b]))
+    calib = calibration(args.rounds, threads["onnx-int8"])
     print("fourth head ...", file=sys.stderr)
     fourth = fourth_head(multi, inputs, threads, {1: 200, 32: 20})
     text = report(args, lat, loads + [os.getloadavg()[0]], mem, weights, qual, steps, fourth,
-                  thread_p50, threads, multi, separate)
+                  thread_p50, threads, calib, multi, separate)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -10,22 +10,29 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from mtl_registry.encoder.backbone import SharedEncoder
 from mtl_registry.errors import FingerprintMismatch, MtlRegError, RegistryError
-from mtl_registry.model import MultiTaskModel, load_head
+from mtl_registry.model import MultiTaskModel, load_encoder, load_head
 from mtl_registry.plugins import host
 from mtl_registry.registry import HeadManifest, Registry
 
+if TYPE_CHECKING:
+    from mtl_registry.runtime.onnx_backend import OnnxModel
+
 WARMUP_TEXTS = ["hello", "is vol 3 of one piece in stock?? need it asap"]
+# torch: PyTorch eager; onnx / onnx-int8: the release exported as one ONNX graph (fp32 / INT8)
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
 class HeadSet:
     """An immutable set of heads on one encoder."""
 
-    model: MultiTaskModel
+    model: MultiTaskModel | OnnxModel
     manifests: dict[str, HeadManifest]
     generation: int = 0
 
@@ -59,15 +66,6 @@ def load_heads(registry: Registry, encoder: SharedEncoder, manifests: dict[str, 
     return heads
 
 
-def load_encoder(registry: Registry, fingerprint: str, max_length: int) -> SharedEncoder:
-    manifest = registry.encoder_manifest(fingerprint)
-    problems = registry.verify_files(registry.encoder_dir(fingerprint), manifest.files)
-    if problems:
-        raise RegistryError("; ".join(problems))
-    return SharedEncoder.load(registry.encoder_dir(fingerprint), max_length,
-                              fingerprint=fingerprint).eval()
-
-
 @dataclass
 class SwapRecord:
     """What the runtime last did for one task, for /heads and for debugging."""
@@ -80,9 +78,18 @@ class SwapRecord:
 class Runtime:
     """Predictions from the registry's active encoder and heads, kept in sync on request."""
 
-    def __init__(self, registry: Registry, max_length: int = 128) -> None:
+    def __init__(self, registry: Registry, max_length: int = 128, backend: str = "torch",
+                 threads: int | None = None) -> None:
+        """`threads`: intra-op threads (default: one per core). For PyTorch the setting is
+        process-wide; on a loaded two-core machine one thread avoids its pool stalling."""
+        if backend not in BACKENDS:
+            raise RegistryError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
         self.registry = registry.require()
         self.max_length = max_length
+        self.backend = backend
+        self.threads = threads
+        if threads and backend == "torch":
+            torch.set_num_threads(threads)
         self._swap_lock = threading.Lock()  # serialises swaps; predictions never wait on it
         self.swaps: dict[str, SwapRecord] = {}
         active = registry.active()
@@ -90,11 +97,19 @@ class Runtime:
             raise RegistryError(f"{registry.root}: no active encoder; run `mtlreg init`")
         if not active.heads:
             raise RegistryError(f"{registry.root}: no active heads; run `mtlreg train` first")
-        encoder = load_encoder(registry, active.encoder, max_length)
-        self.heads = load_heads(
-            registry, encoder, {t: registry.head_manifest(t, v) for t, v in active.heads.items()},
-            active.generation,
-        )
+        self.heads = self._load(active.encoder, active.heads, active.generation)
+
+    def _load(self, fingerprint: str, heads: dict[str, int], generation: int) -> HeadSet:
+        """A checked, warmed-up head set on this runtime's backend."""
+        manifests = {t: self.registry.head_manifest(t, v) for t, v in heads.items()}
+        if self.backend == "torch":
+            encoder = load_encoder(self.registry, fingerprint, self.max_length)
+            return load_heads(self.registry, encoder, manifests, generation)
+        from mtl_registry.runtime.onnx_backend import load_onnx_heads
+
+        return load_onnx_heads(self.registry, fingerprint, manifests, generation,
+                               int8=self.backend == "onnx-int8", max_length=self.max_length,
+                               threads=self.threads)
 
     @property
     def encoder(self) -> SharedEncoder:
@@ -107,8 +122,10 @@ class Runtime:
         """Put one head version live. On any failure the old head keeps serving."""
         with self._swap_lock:
             current = self.heads
-            return self._replace(current, {**current.versions["heads"], task: version},
-                                 current.generation)
+            wanted = {**current.versions["heads"], task: version}
+            if self.backend != "torch":
+                return self._rebuild(current, wanted, current.generation)
+            return self._replace(current, wanted, current.generation)
 
     def sync(self) -> bool:
         """Follow the registry's active pointers. Returns whether anything changed."""
@@ -119,7 +136,22 @@ class Runtime:
                 return False
             if active.encoder != current.encoder.fingerprint:
                 return self._reload(active.encoder, active.heads, active.generation)
+            if self.backend != "torch":
+                return self._rebuild(current, active.heads, active.generation)
             return self._replace(current, active.heads, active.generation)
+
+    def _rebuild(self, current: HeadSet, wanted: dict[str, int], generation: int) -> bool:
+        """ONNX backends: every head lives in the one graph, so a changed head means the
+        release's export is loaded (built on first use) beside the old one, then swapped in."""
+        changed = {t: v for t, v in wanted.items() if current.versions["heads"].get(t) != v}
+        if not changed and set(wanted) == set(current.manifests):
+            self.heads = HeadSet(current.model, current.manifests, generation)
+            return False
+        ok = self._reload(current.encoder.fingerprint, wanted, generation)
+        error = None if ok else self.swaps["*"].error
+        for task, version in changed.items():
+            self.swaps[task] = SwapRecord(wanted=version, error=error)
+        return ok
 
     def _replace(self, current: HeadSet, wanted: dict[str, int], generation: int) -> bool:
         manifests = {}
@@ -166,10 +198,7 @@ class Runtime:
         try:
             if fingerprint is None:
                 raise RegistryError("the registry has no active encoder")
-            encoder = load_encoder(self.registry, fingerprint, self.max_length)
-            self.heads = load_heads(
-                self.registry, encoder,
-                {t: self.registry.head_manifest(t, v) for t, v in heads.items()}, generation)
+            self.heads = self._load(fingerprint, heads, generation)
             return True
         except (MtlRegError, OSError, RuntimeError, ValueError) as exc:
             self.swaps["*"] = SwapRecord(error=f"reload onto encoder {fingerprint}: {exc}")
