@@ -28,8 +28,11 @@ from mtl_registry.registry import Registry
 from mtl_registry.training import TaskSpec, TrainConfig, train
 from mtl_registry.training.add_task import add_task
 
-SHARED = Path(os.environ.get("MTLREG_SHARED_DATASETS",
-                             Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+SHARED = Path(
+    os.environ.get(
+        "MTLREG_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    )
+)
 
 
 def subset(src: Path, dst: Path, n: int) -> Path:
@@ -46,8 +49,10 @@ def public_data(work: Path, n: int) -> dict[str, Path]:
         convert("jointbert", SHARED / "snips", full / "snips")
         convert("goemotions", SHARED / "goemotions" / "ekman", full / "goemotions")
         convert("conll", SHARED / "conll2003", full / "conll")
-    return {name: subset(full / name, work / "public" / name, n)
-            for name in ("snips", "goemotions", "conll")}
+    return {
+        name: subset(full / name, work / "public" / name, n)
+        for name in ("snips", "goemotions", "conll")
+    }
 
 
 def primary(report: dict[str, Any], task: str) -> float:
@@ -58,8 +63,9 @@ def primary(report: dict[str, Any], task: str) -> float:
     raise KeyError(task)
 
 
-def run_setting(name: str, work: Path, base: list[TaskSpec], new: TaskSpec,
-                epochs: int, add_epochs: int) -> list[str]:
+def run_setting(
+    name: str, work: Path, base: list[TaskSpec], new: TaskSpec, epochs: int, add_epochs: int
+) -> list[str]:
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
     base_reg = Registry(root / "base")
@@ -69,38 +75,61 @@ def run_setting(name: str, work: Path, base: list[TaskSpec], new: TaskSpec,
     base_s = time.perf_counter() - t0
     assert base_result.test is not None
     before = {s.name: primary(base_result.test, s.name) for s in base}
-    rows = [f"| base: {' + '.join(s.name for s in base)} ({epochs} epochs, uncertainty) | - | "
-            + ", ".join(f"{t} {v:.3f}" for t, v in before.items()) + f" | {base_s:.0f} |"]
-    variants = [("gradnorm joint", "joint", "gradnorm"), ("equal joint", "joint", "equal"),
-                ("frozen encoder", "frozen", "equal")]
+    rows = [
+        f"| base: {' + '.join(s.name for s in base)} ({epochs} epochs, uncertainty) | - | "
+        + ", ".join(f"{t} {v:.3f}" for t, v in before.items())
+        + f" | {base_s:.0f} |"
+    ]
+    variants = [
+        ("gradnorm joint", "joint", "gradnorm"),
+        ("equal joint", "joint", "equal"),
+        ("frozen encoder", "frozen", "equal"),
+    ]
     for label, mode, strategy in variants:
         reg = Registry(root / label.replace(" ", "-"))
         shutil.copytree(base_reg.root, reg.root)
         t0 = time.perf_counter()
-        result = add_task(reg, new.name, new.head_type, new.data, mode=mode,  # type: ignore[arg-type]
-                          config=TrainConfig(strategy=strategy, epochs=add_epochs),
-                          tolerance=100.0, progress=False)
+        result = add_task(
+            reg,
+            new.name,
+            new.head_type,
+            new.data,
+            mode=mode,  # type: ignore[arg-type]
+            config=TrainConfig(strategy=strategy, epochs=add_epochs),
+            tolerance=100.0,
+            progress=False,
+        )
         seconds = time.perf_counter() - t0
         new_score = reg.head_manifest(new.name, reg.active().heads[new.name]).metrics["test"]
         if mode == "frozen":
             changes = "unchanged (encoder and heads not touched)"
         else:
-            changes = ", ".join(f"{t} {r['change_points']:+.2f}" for t, r in
-                                result.gate["tasks"].items())
+            changes = ", ".join(
+                f"{t} {r['change_points']:+.2f}" for t, r in result.gate["tasks"].items()
+            )
         key = next(k for k in ("f1", "accuracy", "micro_f1") if k in new_score)
-        rows.append(f"| add {new.name}: {label} ({add_epochs} epoch) | {new_score[key]:.3f} | "
-                    f"{changes} | {seconds:.0f} |")
+        rows.append(
+            f"| add {new.name}: {label} ({add_epochs} epoch) | {new_score[key]:.3f} | "
+            f"{changes} | {seconds:.0f} |"
+        )
     single = Registry(root / "single")
     single.init(packaged_encoder_path())
     t0 = time.perf_counter()
     alone = train(single, [new], TrainConfig(epochs=add_epochs), progress=False)
     seconds = time.perf_counter() - t0
     assert alone.test is not None
-    rows.append(f"| single-task {new.name} model ({add_epochs} epoch) | "
-                f"{primary(alone.test, new.name):.3f} | - | {seconds:.0f} |")
-    return [f"## {name}", "",
-            "| run | new task test score | existing tasks' test change (points) | seconds |",
-            "|---|---|---|---|", *rows, ""]
+    rows.append(
+        f"| single-task {new.name} model ({add_epochs} epoch) | "
+        f"{primary(alone.test, new.name):.3f} | - | {seconds:.0f} |"
+    )
+    return [
+        f"## {name}",
+        "",
+        "| run | new task test score | existing tasks' test change (points) | seconds |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def main() -> None:
@@ -116,25 +145,39 @@ def main() -> None:
     generate(manga, seed=0)
     public = public_data(args.work, args.subset)
     lines = [
-        "# Adding a task: GradNorm joint vs equal joint vs frozen vs single-task", "",
+        "# Adding a task: GradNorm joint vs equal joint vs frozen vs single-task",
+        "",
         f"Command: `python benchmarks/add_task_experiment.py --subset {args.subset} "
         f"--epochs {args.epochs} --add-epochs {args.add_epochs}`",
-        f"Machine: {machine()}", "",
+        f"Machine: {machine()}",
+        "",
         "Scores: intent accuracy, sentiment micro F1, NER strict entity F1 (seqeval), on each "
         "task's test split. Joint add-task rehearses the existing tasks on their recorded data.",
         "",
     ]
     lines += run_setting(
-        "MangaAssist (generated; held-out phrasings and titles in test)", args.work,
-        [TaskSpec(name="intent", head_type="intent", data=manga),
-         TaskSpec(name="sentiment", head_type="sentiment", data=manga)],
-        TaskSpec(name="ner", head_type="ner", data=manga), args.epochs, args.add_epochs)
+        "MangaAssist (generated; held-out phrasings and titles in test)",
+        args.work,
+        [
+            TaskSpec(name="intent", head_type="intent", data=manga),
+            TaskSpec(name="sentiment", head_type="sentiment", data=manga),
+        ],
+        TaskSpec(name="ner", head_type="ner", data=manga),
+        args.epochs,
+        args.add_epochs,
+    )
     lines += run_setting(
         f"Public data (first {args.subset} train records per task): SNIPS intent + GoEmotions "
-        "Ekman, then CoNLL-2003 NER", args.work,
-        [TaskSpec(name="intent", head_type="intent", data=public["snips"]),
-         TaskSpec(name="sentiment", head_type="sentiment", data=public["goemotions"])],
-        TaskSpec(name="ner", head_type="ner", data=public["conll"]), args.epochs, args.add_epochs)
+        "Ekman, then CoNLL-2003 NER",
+        args.work,
+        [
+            TaskSpec(name="intent", head_type="intent", data=public["snips"]),
+            TaskSpec(name="sentiment", head_type="sentiment", data=public["goemotions"]),
+        ],
+        TaskSpec(name="ner", head_type="ner", data=public["conll"]),
+        args.epochs,
+        args.add_epochs,
+    )
     text = "\n".join(lines)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

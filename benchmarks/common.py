@@ -25,7 +25,7 @@ def machine() -> str:
 
 
 def trained_registry(root: Path, data_root: Path, epochs: int = 3) -> Registry:
-    """The demo's joint model (intent + sentiment + ner) on the packaged encoder; reused if present."""
+    """The demo's joint model (intent + sentiment + ner) on the packaged encoder, reused."""
     registry = Registry(root)
     if registry.exists() and registry.active().heads:
         return registry

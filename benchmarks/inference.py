@@ -41,8 +41,11 @@ from mtl_registry.training import TrainConfig
 
 TASKS = ("intent", "sentiment", "ner")
 BACKENDS = ("torch", "onnx", "onnx-int8")
-LABEL = {"torch": "fp32 PyTorch eager", "onnx": "fp32 ONNX Runtime",
-         "onnx-int8": "INT8 ONNX Runtime"}
+LABEL = {
+    "torch": "fp32 PyTorch eager",
+    "onnx": "fp32 ONNX Runtime",
+    "onnx-int8": "INT8 ONNX Runtime",
+}
 MESSAGE = "is vol 12 of berserk back in stock?? ordered twice already"
 # The issue's figures for all-MiniLM-L6-v2 alone on this 17-token message, measured earlier.
 REFERENCE = {"fp32 PyTorch eager": 9.0, "fp32 ONNX Runtime": 3.5, "INT8 ONNX Runtime": 1.4}
@@ -54,8 +57,9 @@ def setup(work: Path, epochs: int) -> tuple[Registry, dict[str, Registry]]:
     t0 = time.time()
     multi = trained_registry(work / "multitask", work / "data", epochs)
     corpus = work / "data" / "mangaassist"
-    separate = train_separate(work / "separate", {t: corpus for t in TASKS},
-                              TrainConfig(epochs=epochs))
+    separate = train_separate(
+        work / "separate", {t: corpus for t in TASKS}, TrainConfig(epochs=epochs)
+    )
     for registry in (multi, *separate.values()):
         for int8 in (False, True):
             export_active(registry, int8=int8, echo=lambda m: print(m, file=sys.stderr))
@@ -63,8 +67,13 @@ def setup(work: Path, epochs: int) -> tuple[Registry, dict[str, Registry]]:
     return multi, separate
 
 
-def load(kind: str, backend: str, multi: Registry, separate: dict[str, Registry],
-         threads: int | None = None) -> Any:
+def load(
+    kind: str,
+    backend: str,
+    multi: Registry,
+    separate: dict[str, Registry],
+    threads: int | None = None,
+) -> Any:
     if kind == "multi":
         return Runtime(multi, backend=backend, threads=threads)
     return SeparateModels.load(separate, backend=backend, threads=threads)
@@ -84,9 +93,9 @@ def timed(fn: Predict, texts: list[str]) -> Sample:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def interleaved(predictors: dict[str, Predict], inputs: dict[int, list[str]], rounds: int,
-                iters: dict[int, int]) -> tuple[dict[tuple[str, int], list[list[Sample]]],
-                                                list[float]]:
+def interleaved(
+    predictors: dict[str, Predict], inputs: dict[int, list[str]], rounds: int, iters: dict[int, int]
+) -> tuple[dict[tuple[str, int], list[list[Sample]]], list[float]]:
     """Wall and CPU time per call, per (config, batch) and round; order shuffled each round."""
     samples: dict[tuple[str, int], list[list[Sample]]] = {}
     loads = []
@@ -102,7 +111,8 @@ def interleaved(predictors: dict[str, Predict], inputs: dict[int, list[str]], ro
             fn, texts = predictors[name], inputs[batch]
             fn(texts)
             samples.setdefault((name, batch), []).append(
-                [timed(fn, texts) for _ in range(iters[batch])])
+                [timed(fn, texts) for _ in range(iters[batch])]
+            )
     return samples, loads
 
 
@@ -115,11 +125,15 @@ def summary(rounds: list[list[Sample]], batch: int) -> dict[str, float]:
     wall = np.array([w for r in rounds for w, _ in r])
     cpu = np.array([c for r in rounds for _, c in r])
     per_round = [float(np.median([w for w, _ in r])) for r in rounds]
-    return {"p50_ms": 1e3 * float(np.median(wall)),
-            "p99_ms": 1e3 * float(np.percentile(wall, 99)),
-            "lo_ms": 1e3 * min(per_round), "hi_ms": 1e3 * max(per_round),
-            "cpu_p50_ms": 1e3 * float(np.median(cpu)),
-            "texts_per_s": batch * len(wall) / float(wall.sum()), "n": len(wall)}
+    return {
+        "p50_ms": 1e3 * float(np.median(wall)),
+        "p99_ms": 1e3 * float(np.percentile(wall, 99)),
+        "lo_ms": 1e3 * min(per_round),
+        "hi_ms": 1e3 * max(per_round),
+        "cpu_p50_ms": 1e3 * float(np.median(cpu)),
+        "texts_per_s": batch * len(wall) / float(wall.sum()),
+        "n": len(wall),
+    }
 
 
 def breakdown(runtime: Runtime, reps: int = 300) -> dict[str, float]:
@@ -129,7 +143,7 @@ def breakdown(runtime: Runtime, reps: int = 300) -> dict[str, float]:
     heads = runtime.heads
     model = heads.model
     encoded = heads.encoder.tokenize([MESSAGE])
-    (pairs, logits), = list(model.batches(encoded))
+    ((pairs, logits),) = list(model.batches(encoded))
     steps: dict[str, Callable[[], Any]] = {
         "tokenise": lambda: heads.encoder.tokenize([MESSAGE]),
         "encoder + heads": lambda: list(model.batches(encoded)),
@@ -155,20 +169,27 @@ def paired(a: Predict, b: Predict, texts: list[str], n: int) -> dict[str, float]
     for i in range(n):
         for key, fn in (("a", a), ("b", b)) if i % 2 == 0 else (("b", b), ("a", a)):
             runs[key].append(timed(fn, texts))
-    med = {k: {"wall": float(np.median([w for w, _ in v])),
-               "cpu": float(np.median([c for _, c in v]))} for k, v in runs.items()}
+    med = {
+        k: {"wall": float(np.median([w for w, _ in v])), "cpu": float(np.median([c for _, c in v]))}
+        for k, v in runs.items()
+    }
 
     def added(i: int) -> float:  # median of neighbouring pairs' ratios: load cancels out
         return 100 * (float(np.median([b[i] / a[i] for a, b in zip(runs["a"], runs["b"])])) - 1)
 
-    return {"3 heads p50_ms": 1e3 * med["a"]["wall"], "4 heads p50_ms": 1e3 * med["b"]["wall"],
-            "added_wall_pct": added(0),
-            "3 heads cpu_ms": 1e3 * med["a"]["cpu"], "4 heads cpu_ms": 1e3 * med["b"]["cpu"],
-            "added_cpu_pct": added(1)}
+    return {
+        "3 heads p50_ms": 1e3 * med["a"]["wall"],
+        "4 heads p50_ms": 1e3 * med["b"]["wall"],
+        "added_wall_pct": added(0),
+        "3 heads cpu_ms": 1e3 * med["a"]["cpu"],
+        "4 heads cpu_ms": 1e3 * med["b"]["cpu"],
+        "added_cpu_pct": added(1),
+    }
 
 
-def fourth_head(multi: Registry, inputs: dict[int, list[str]], threads: dict[str, int],
-                n: dict[int, int]) -> dict[str, dict[str, float]]:
+def fourth_head(
+    multi: Registry, inputs: dict[int, list[str]], threads: dict[str, int], n: dict[int, int]
+) -> dict[str, dict[str, float]]:
     """The multi-task model vs the same model with a fourth (sentence) head added."""
     from mtl_registry.export.build import int8_graph, onnx_model
     from mtl_registry.heads.base import HeadConfig
@@ -176,8 +197,9 @@ def fourth_head(multi: Registry, inputs: dict[int, list[str]], threads: dict[str
 
     base = Runtime(multi).heads.model
     intent = base.tasks["intent"]
-    extra = Task("csat", intent.head_type, intent.plugin, [f"csat_{i}" for i in range(5)],
-                 HeadConfig())
+    extra = Task(
+        "csat", intent.head_type, intent.plugin, [f"csat_{i}" for i in range(5)], HeadConfig()
+    )
     torch.manual_seed(0)
     heads = {**dict(base.heads.items()), "csat": extra.build(base.encoder.hidden_size).eval()}
     four = MultiTaskModel(base.encoder, {**base.tasks, "csat": extra}, heads).eval()
@@ -189,14 +211,17 @@ def fourth_head(multi: Registry, inputs: dict[int, list[str]], threads: dict[str
         int8 = {}
         for label, model in (("3", base), ("4", four)):
             (Path(tmp) / label).mkdir()
-            int8[label] = onnx_model(int8_graph(model, Path(tmp) / label, keep), model,
-                                     threads["onnx-int8"])
+            int8[label] = onnx_model(
+                int8_graph(model, Path(tmp) / label, keep), model, threads["onnx-int8"]
+            )
         for batch, texts in inputs.items():
             torch.set_num_threads(threads["torch"])
             out[f"{LABEL['torch']}, batch {batch}"] = paired(
-                end_to_end(base, enc), end_to_end(four, enc), texts, n[batch])
+                end_to_end(base, enc), end_to_end(four, enc), texts, n[batch]
+            )
             out[f"{LABEL['onnx-int8']}, batch {batch}"] = paired(
-                end_to_end(int8["3"], enc), end_to_end(int8["4"], enc), texts, n[batch] * 4)
+                end_to_end(int8["3"], enc), end_to_end(int8["4"], enc), texts, n[batch] * 4
+            )
     return out
 
 
@@ -232,14 +257,19 @@ def measure_memory(work: Path) -> dict[str, dict[str, int]]:
     out = {}
     configs = [("none", "-")] + [(k, b) for b in BACKENDS for k in ("multi", "separate")]
     for kind, backend in configs:
-        proc = subprocess.run([sys.executable, __file__, "--work", str(work), "--memory-probe",
-                               kind, backend], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--work", str(work), "--memory-probe", kind, backend],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         out[f"{kind} {backend}"] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
 
 def weight_bytes(multi: Registry, separate: dict[str, Registry]) -> dict[str, int]:
     """Bytes of weights each configuration holds: tensors for PyTorch, files for an export."""
+
     def torch_bytes(registry: Registry) -> int:
         model = Runtime(registry).heads.model
         tensors = [*model.parameters(), *model.buffers()]
@@ -249,8 +279,10 @@ def weight_bytes(multi: Registry, separate: dict[str, Registry]) -> dict[str, in
         folder = export_dir(registry, int8)
         return sum(p.stat().st_size for p in [folder / "model.onnx", *(folder / "heads").iterdir()])
 
-    out = {"multi torch": torch_bytes(multi),
-           "separate torch": sum(torch_bytes(r) for r in separate.values())}
+    out = {
+        "multi torch": torch_bytes(multi),
+        "separate torch": sum(torch_bytes(r) for r in separate.values()),
+    }
     for backend, int8 in (("onnx", False), ("onnx-int8", True)):
         out[f"multi {backend}"] = export_bytes(multi, int8)
         out[f"separate {backend}"] = sum(export_bytes(r, int8) for r in separate.values())
@@ -292,41 +324,54 @@ def _ok(flag: bool) -> str:
 
 
 def latency_table(lat: dict[tuple[str, int], dict[str, float]]) -> list[str]:
-    lines = ["| model | backend | batch | p50 ms | p99 ms | p50 spread ms | CPU p50 ms | texts/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | backend | batch | p50 ms | p99 ms | p50 spread ms | CPU p50 ms | texts/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for batch in (1, 32):
         for backend in BACKENDS:
             for kind, label in KINDS:
                 s = lat[(f"{kind} {backend}", batch)]
-                lines.append(f"| {label} | {LABEL[backend]} | {batch} | {s['p50_ms']:.2f} | "
-                             f"{s['p99_ms']:.2f} | {s['lo_ms']:.2f}–{s['hi_ms']:.2f} | "
-                             f"{s['cpu_p50_ms']:.2f} | {s['texts_per_s']:.0f} |")
+                lines.append(
+                    f"| {label} | {LABEL[backend]} | {batch} | {s['p50_ms']:.2f} | "
+                    f"{s['p99_ms']:.2f} | {s['lo_ms']:.2f}–{s['hi_ms']:.2f} | "
+                    f"{s['cpu_p50_ms']:.2f} | {s['texts_per_s']:.0f} |"
+                )
     return lines
 
 
 def memory_table(mem: dict[str, dict[str, int]], weights: dict[str, int]) -> list[str]:
     base = mem["none -"]
-    lines = ["| model | backend | weights MiB | peak RSS MiB | peak above baseline MiB | "
-             "RSS after serving MiB | RSS above baseline MiB |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | backend | weights MiB | peak RSS MiB | peak above baseline MiB | "
+        "RSS after serving MiB | RSS above baseline MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for backend in BACKENDS:
         for kind, label in KINDS:
             key = f"{kind} {backend}"
             peak, rss = mem[key]["peak_rss"], mem[key]["rss"]
-            lines.append(f"| {label} | {LABEL[backend]} | {weights[key] * MIB:.1f} | "
-                         f"{peak * MIB:.0f} | {(peak - base['peak_rss']) * MIB:.0f} | "
-                         f"{rss * MIB:.0f} | {(rss - base['rss']) * MIB:.0f} |")
+            lines.append(
+                f"| {label} | {LABEL[backend]} | {weights[key] * MIB:.1f} | "
+                f"{peak * MIB:.0f} | {(peak - base['peak_rss']) * MIB:.0f} | "
+                f"{rss * MIB:.0f} | {(rss - base['rss']) * MIB:.0f} |"
+            )
     return lines
 
 
-def ratios(lat: dict[tuple[str, int], dict[str, float]], mem: dict[str, dict[str, int]],
-           weights: dict[str, int]) -> dict[str, dict[str, float]]:
+def ratios(
+    lat: dict[tuple[str, int], dict[str, float]],
+    mem: dict[str, dict[str, int]],
+    weights: dict[str, int],
+) -> dict[str, dict[str, float]]:
     """Multi-task / separate for each backend: latency b1 and b32, weights, memory."""
     base = mem["none -"]
     out = {}
 
     def above(key: str, field: str) -> float:
-        return (mem[f"multi {key}"][field] - base[field]) / (mem[f"separate {key}"][field]
-                                                             - base[field])
+        return (mem[f"multi {key}"][field] - base[field]) / (
+            mem[f"separate {key}"][field] - base[field]
+        )
 
     for backend in BACKENDS:
         multi, sep = f"multi {backend}", f"separate {backend}"
@@ -341,8 +386,11 @@ def ratios(lat: dict[tuple[str, int], dict[str, float]], mem: dict[str, dict[str
     return out
 
 
-def targets(lat: dict[tuple[str, int], dict[str, float]], r: dict[str, dict[str, float]],
-            fourth: dict[str, dict[str, float]]) -> list[str]:
+def targets(
+    lat: dict[tuple[str, int], dict[str, float]],
+    r: dict[str, dict[str, float]],
+    fourth: dict[str, dict[str, float]],
+) -> list[str]:
     worst_lat = max(max(v["latency b1"], v["latency b32"]) for v in r.values())
     worst_w = max(v["weights"] for v in r.values())
     worst_rss = max(v["peak RSS above baseline"] for v in r.values())
@@ -371,13 +419,18 @@ def targets(lat: dict[tuple[str, int], dict[str, float]], r: dict[str, dict[str,
 
 
 def quality_table(qual: dict[str, dict[str, float]]) -> list[str]:
-    lines = ["| model | backend | intent accuracy | sentiment micro F1 | ner entity F1 |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| model | backend | intent accuracy | sentiment micro F1 | ner entity F1 |",
+        "|---|---|---|---|---|",
+    ]
     for key, scores in qual.items():
         kind, backend = key.split()
         label = "multi-task" if kind == "multi" else "separate models"
-        lines.append(f"| {label} | {LABEL[backend]} | "
-                     + " | ".join(f"{scores[t]:.4f}" for t in TASKS) + " |")
+        lines.append(
+            f"| {label} | {LABEL[backend]} | "
+            + " | ".join(f"{scores[t]:.4f}" for t in TASKS)
+            + " |"
+        )
     return lines
 
 
@@ -388,93 +441,156 @@ def gate_lines(multi: Registry, separate: dict[str, Registry]) -> list[str]:
         m = read_manifest(export_dir(registry, True))
         q, quality = m.quantisation, m.quality
         assert q is not None and quality is not None
-        changes = ", ".join(f"{t} {c['metric']} {c['fp32']:.4f} → {c['int8']:.4f} "
-                            f"({c['change_points']:+.2f})" for t, c in quality["heads"].items())
-        lines.append(f"- {name}: {changes}; kept fp32: {', '.join(q.kept_fp32) or 'nothing'} "
-                     f"({q.reason})")
+        changes = ", ".join(
+            f"{t} {c['metric']} {c['fp32']:.4f} → {c['int8']:.4f} ({c['change_points']:+.2f})"
+            for t, c in quality["heads"].items()
+        )
+        lines.append(
+            f"- {name}: {changes}; kept fp32: {', '.join(q.kept_fp32) or 'nothing'} ({q.reason})"
+        )
         everything = quality.get("all_int8_heads", {})
         if q.kept_fp32 and everything:
-            lines.append("  - with every group INT8 it would have been: " + ", ".join(
-                f"{t} {c['change_points']:+.2f}" for t, c in everything.items()))
+            lines.append(
+                "  - with every group INT8 it would have been: "
+                + ", ".join(f"{t} {c['change_points']:+.2f}" for t, c in everything.items())
+            )
     return lines
 
 
-def report(args: argparse.Namespace, lat: dict[tuple[str, int], dict[str, float]],
-           loads: list[float], mem: dict[str, dict[str, int]], weights: dict[str, int],
-           qual: dict[str, dict[str, float]], steps: dict[str, dict[str, float]],
-           fourth: dict[str, dict[str, float]], thread_p50: dict[str, float],
-           threads: dict[str, int], calib: dict[str, float], multi: Registry,
-           separate: dict[str, Registry]) -> str:
+def report(
+    args: argparse.Namespace,
+    lat: dict[tuple[str, int], dict[str, float]],
+    loads: list[float],
+    mem: dict[str, dict[str, int]],
+    weights: dict[str, int],
+    qual: dict[str, dict[str, float]],
+    steps: dict[str, dict[str, float]],
+    fourth: dict[str, dict[str, float]],
+    thread_p50: dict[str, float],
+    threads: dict[str, int],
+    calib: dict[str, float],
+    multi: Registry,
+    separate: dict[str, Registry],
+) -> str:
     r = ratios(lat, mem, weights)
     loaded = max(loads) > 1.5
     lines = [
-        "# Inference: one multi-task pass vs three separate models, fp32 vs INT8", "",
+        "# Inference: one multi-task pass vs three separate models, fp32 vs INT8",
+        "",
         f"Command: `{args.command}`  ",
         f"Machine: {machine()}; torch {torch.__version__}, onnxruntime {ort_version()}.  ",
         "Intra-op threads per backend (the fastest at batch 1 in the thread table below): "
         + ", ".join(f"{LABEL[b]} {n}" for b, n in threads.items())
         + "; ONNX Runtime's idle threads do not spin (the runtime default).  ",
         f"Load average (1 min) during the latency rounds: {min(loads):.1f}–{max(loads):.1f} on "
-        f"{os.cpu_count()} cores. " + (
+        f"{os.cpu_count()} cores. "
+        + (
             "**The machine was loaded** (other engineers' training and tests shared the two "
             "cores), so absolute times are inflated and the tails are long; every configuration "
             "was interleaved round by round, so the ratios compare like with like."
-            if loaded else "The machine was quiet."), "",
+            if loaded
+            else "The machine was quiet."
+        ),
+        "",
         f"Batch 1 is a short chat message (17 tokens): `{MESSAGE}`; batch 32 is the first 32 "
         "test texts. Latency is end to end as `Runtime.predict` / `SeparateModels.predict` "
         "serve it (tokenise, encode, heads, decode, versions); the separate models each "
         f"tokenise and encode. p50/p99 pooled over {args.rounds} interleaved rounds; spread = "
         "lowest–highest per-round p50; CPU = process CPU time per call (all threads), which "
-        "load from other processes inflates far less than wall time.", "",
-        "## Latency and throughput", "", *latency_table(lat), "",
-        "## Memory", "",
+        "load from other processes inflates far less than wall time.",
+        "",
+        "## Latency and throughput",
+        "",
+        *latency_table(lat),
+        "",
+        "## Memory",
+        "",
         "Weights: parameter and buffer bytes (PyTorch) or the graph plus head-state files (an "
         "export). Peak RSS: VmHWM of a fresh process that loads the configuration and predicts "
         "batch 1 and 32; 'above baseline' subtracts a process with the same imports and no "
-        f"model ({mem['none -']['peak_rss'] * MIB:.0f} MiB).", "",
-        *memory_table(mem, weights), "",
-        "## Multi-task / separate (target ≤ 0.36; the floor is 1/3)", "",
+        f"model ({mem['none -']['peak_rss'] * MIB:.0f} MiB).",
+        "",
+        *memory_table(mem, weights),
+        "",
+        "## Multi-task / separate (target ≤ 0.36; the floor is 1/3)",
+        "",
         "| backend | " + " | ".join(next(iter(r.values()))) + " |",
         "|---|" + "---|" * len(next(iter(r.values()))),
-        *[f"| {LABEL[b]} | " + " | ".join(f"{x:.3f}" for x in v.values()) + " |"
-          for b, v in r.items()], "",
-        "## Targets", "", *targets(lat, r, fourth), "",
-        "## Where a short message's time goes (multi-task, batch 1, p50 ms)", "",
+        *[
+            f"| {LABEL[b]} | " + " | ".join(f"{x:.3f}" for x in v.values()) + " |"
+            for b, v in r.items()
+        ],
+        "",
+        "## Targets",
+        "",
+        *targets(lat, r, fourth),
+        "",
+        "## Where a short message's time goes (multi-task, batch 1, p50 ms)",
+        "",
         "| backend | " + " | ".join(next(iter(steps.values()))) + " |",
         "|---|" + "---|" * len(next(iter(steps.values()))),
-        *[f"| {LABEL[b]} | " + " | ".join(f"{v:.3f}" for v in s.values()) + " |"
-          for b, s in steps.items()], "",
-        "## A fourth head", "",
+        *[
+            f"| {LABEL[b]} | " + " | ".join(f"{v:.3f}" for v in s.values()) + " |"
+            for b, s in steps.items()
+        ],
+        "",
+        "## A fourth head",
+        "",
         "The multi-task model plus an untrained sentence head (`csat`, 5 labels; latency does "
         "not depend on training). Both graphs go through the same export, fusion and "
         "quantisation; the two models are called alternately (ABBA), end to end; 'added' is "
         "the median over neighbouring pairs of 4-head / 3-head time, so load shared by a "
-        "pair cancels.", "",
+        "pair cancels.",
+        "",
         "| backend, batch | 3 heads p50 ms | 4 heads p50 ms | added (wall) | 3 heads CPU ms | "
-        "4 heads CPU ms | added (CPU) |", "|---|---|---|---|---|---|---|",
-        *[f"| {k} | {v['3 heads p50_ms']:.3f} | {v['4 heads p50_ms']:.3f} | "
-          f"{v['added_wall_pct']:+.1f}% | {v['3 heads cpu_ms']:.3f} | {v['4 heads cpu_ms']:.3f} | "
-          f"{v['added_cpu_pct']:+.1f}% |" for k, v in fourth.items()], "",
-        "## Calibration: the issue's reference set-up, measured in this run", "",
+        "4 heads CPU ms | added (CPU) |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {k} | {v['3 heads p50_ms']:.3f} | {v['4 heads p50_ms']:.3f} | "
+            f"{v['added_wall_pct']:+.1f}% | {v['3 heads cpu_ms']:.3f} | "
+            f"{v['4 heads cpu_ms']:.3f} | "
+            f"{v['added_cpu_pct']:+.1f}% |"
+            for k, v in fourth.items()
+        ],
+        "",
+        "## Calibration: the issue's reference set-up, measured in this run",
+        "",
         "The packaged encoder alone on the same 17-token message (plain export, per-tensor "
         "dynamic INT8), against the figures measured earlier on this machine. The ratio says "
-        "how much slower the shared machine was during this run.", "",
-        "| encoder alone | reference ms | this run p50 ms | ratio |", "|---|---|---|---|",
-        *[f"| {k} | {REFERENCE[k]:.1f} | {v:.2f} | {v / REFERENCE[k]:.2f}× |"
-          for k, v in calib.items()], "",
-        "## Intra-op threads (multi-task, batch 1, end to end, interleaved)", "",
-        "| setting | p50 ms |", "|---|---|",
+        "how much slower the shared machine was during this run.",
+        "",
+        "| encoder alone | reference ms | this run p50 ms | ratio |",
+        "|---|---|---|---|",
+        *[
+            f"| {k} | {REFERENCE[k]:.1f} | {v:.2f} | {v / REFERENCE[k]:.2f}× |"
+            for k, v in calib.items()
+        ],
+        "",
+        "## Intra-op threads (multi-task, batch 1, end to end, interleaved)",
+        "",
+        "| setting | p50 ms |",
+        "|---|---|",
         *[f"| {k} | {v:.2f} |" for k, v in thread_p50.items()],
-        "", "## Quality on the MangaAssist test split", "",
-        "Primary metric per head (sentiment thresholds tuned on dev, as registered).", "",
-        *quality_table(qual), "",
-        "Multi-task minus separate, fp32, in points: " + ", ".join(
-            f"{t} {100 * (qual['multi torch'][t] - qual['separate torch'][t]):+.1f}"
-            for t in TASKS) + ". Both trained with `TrainConfig(epochs=3)` (uncertainty "
-        "weighting for the joint model), seed 0, on the same MangaAssist split.", "",
-        "## INT8 quality gate (from each export's manifest; test split, change in points)", "",
-        *gate_lines(multi, separate), "",
-        "## Notes", "",
+        "",
+        "## Quality on the MangaAssist test split",
+        "",
+        "Primary metric per head (sentiment thresholds tuned on dev, as registered).",
+        "",
+        *quality_table(qual),
+        "",
+        "Multi-task minus separate, fp32, in points: "
+        + ", ".join(
+            f"{t} {100 * (qual['multi torch'][t] - qual['separate torch'][t]):+.1f}" for t in TASKS
+        )
+        + ". Both trained with `TrainConfig(epochs=3)` (uncertainty "
+        "weighting for the joint model), seed 0, on the same MangaAssist split.",
+        "",
+        "## INT8 quality gate (from each export's manifest; test split, change in points)",
+        "",
+        *gate_lines(multi, separate),
+        "",
+        "## Notes",
+        "",
         "- Peak RSS includes load-time transients (PyTorch materialises weights while "
         "loading; ONNX Runtime parses the graph, then builds the session), which is why the "
         "peak ratios sit above the weight ratios; 'RSS after serving' is the footprint that "
@@ -510,9 +626,15 @@ def calibration(rounds: int, threads: int) -> dict[str, float]:
         axes = {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "hidden")}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(enc, (ids, mask), str(fp32), dynamo=False,
-                              input_names=["input_ids", "attention_mask"],
-                              output_names=["hidden"], dynamic_axes=axes)
+            torch.onnx.export(
+                enc,
+                (ids, mask),
+                str(fp32),
+                dynamo=False,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["hidden"],
+                dynamic_axes=axes,
+            )
         quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
         sessions = {p: ort.InferenceSession(str(p), session_options(threads)) for p in (fp32, int8)}
 
@@ -539,10 +661,13 @@ def thread_settings(multi: Registry, rounds: int) -> tuple[dict[str, float], dic
     for threads in (1, 2):
         for backend in ("onnx", "onnx-int8"):
             for spinning in (False, True):
-                m = OnnxModel.load(export_dir(multi, backend == "onnx-int8"), threads=threads,
-                                   spinning=spinning)
-                name = (f"{backend}|{threads}|{LABEL[backend]}, {threads} thread(s), spinning "
-                        f"{'on' if spinning else 'off'}")
+                m = OnnxModel.load(
+                    export_dir(multi, backend == "onnx-int8"), threads=threads, spinning=spinning
+                )
+                name = (
+                    f"{backend}|{threads}|{LABEL[backend]}, {threads} thread(s), spinning "
+                    f"{'on' if spinning else 'off'}"
+                )
                 predictors[name] = end_to_end(m, enc)
 
         def eager(texts: list[str], n: int = threads) -> Any:
@@ -554,24 +679,36 @@ def thread_settings(multi: Registry, rounds: int) -> tuple[dict[str, float], dic
     p50 = {name: summary(samples[(name, 1)], 1)["p50_ms"] for name in predictors}
     best: dict[str, int] = {}
     for backend in BACKENDS:  # the runtime default (spinning off) decides the thread count
-        mine = {int(k.split("|")[1]): v for k, v in p50.items()
-                if k.startswith(f"{backend}|") and "spinning on" not in k}
+        mine = {
+            int(k.split("|")[1]): v
+            for k, v in p50.items()
+            if k.startswith(f"{backend}|") and "spinning on" not in k
+        }
         best[backend] = min(mine, key=mine.__getitem__)
     return {k.split("|")[2]: v for k, v in p50.items()}, best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mtlreg-bench"
-                        / "inference")
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "mtlreg-bench" / "inference"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.md"))
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--memory-probe", nargs=2, metavar=("KIND", "BACKEND"))
-    parser.add_argument("--quiet-load", type=float, default=1.0,
-                        help="Before timing, wait until the 1-min load average is below this")
-    parser.add_argument("--max-wait", type=float, default=0,
-                        help="Seconds to wait for --quiet-load at most (0: do not wait)")
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        default=1.0,
+        help="Before timing, wait until the 1-min load average is below this",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=0,
+        help="Seconds to wait for --quiet-load at most (0: do not wait)",
+    )
     args = parser.parse_args()
     if args.memory_probe:
         memory_probe(*args.memory_probe, args.work)
@@ -587,15 +724,20 @@ def main() -> None:
     print("threads ...", file=sys.stderr)
     thread_p50, threads = thread_settings(multi, args.rounds)
     print(f"latency with intra-op threads {threads} ...", file=sys.stderr)
-    test = [json.loads(line)["text"] for line in
-            (args.work / "data" / "mangaassist" / "test.jsonl").read_text().splitlines()[:32]]
+    test = [
+        json.loads(line)["text"]
+        for line in (args.work / "data" / "mangaassist" / "test.jsonl")
+        .read_text()
+        .splitlines()[:32]
+    ]
     inputs = {1: [MESSAGE], 32: test}
     predictors = {}
     for backend in BACKENDS:
         for kind in ("multi", "separate"):
             model = load(kind, backend, multi, separate, threads[backend])
-            predictors[f"{kind} {backend}"] = _with_threads(model.predict, threads[backend],
-                                                            backend)
+            predictors[f"{kind} {backend}"] = _with_threads(
+                model.predict, threads[backend], backend
+            )
     samples, loads = interleaved(predictors, inputs, args.rounds, {1: 30, 32: 4})
     lat = {key: summary(rounds, key[1]) for key, rounds in samples.items()}
     steps = {}
@@ -605,8 +747,21 @@ def main() -> None:
     calib = calibration(args.rounds, threads["onnx-int8"])
     print("fourth head ...", file=sys.stderr)
     fourth = fourth_head(multi, inputs, threads, {1: 200, 32: 20})
-    text = report(args, lat, loads + [os.getloadavg()[0]], mem, weights, qual, steps, fourth,
-                  thread_p50, threads, calib, multi, separate)
+    text = report(
+        args,
+        lat,
+        loads + [os.getloadavg()[0]],
+        mem,
+        weights,
+        qual,
+        steps,
+        fourth,
+        thread_p50,
+        threads,
+        calib,
+        multi,
+        separate,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

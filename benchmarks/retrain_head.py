@@ -52,20 +52,26 @@ def main() -> None:
 
     shutil.rmtree(registry.root / "cache", ignore_errors=True)
     t0 = time.perf_counter()
-    cold = retrain_head(registry, "sentiment", data, HeadTrainConfig(), progress=False,
-                        encoder=encoder)
+    cold = retrain_head(
+        registry, "sentiment", data, HeadTrainConfig(), progress=False, encoder=encoder
+    )
     cold_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    warm = retrain_head(registry, "sentiment", data, HeadTrainConfig(), progress=False,
-                        encoder=encoder)
+    warm = retrain_head(
+        registry, "sentiment", data, HeadTrainConfig(), progress=False, encoder=encoder
+    )
     warm_s = time.perf_counter() - t0
 
     separate_registry = Registry(args.work / "separate")
     shutil.rmtree(separate_registry.root, ignore_errors=True)
     separate_registry.init(packaged_encoder_path())
     t0 = time.perf_counter()
-    separate = train(separate_registry, [TaskSpec(name="sentiment", head_type="sentiment", data=data)],
-                     TrainConfig(epochs=args.separate_epochs), progress=False)
+    separate = train(
+        separate_registry,
+        [TaskSpec(name="sentiment", head_type="sentiment", data=data)],
+        TrainConfig(epochs=args.separate_epochs),
+        progress=False,
+    )
     separate_s = time.perf_counter() - t0
     assert separate.test is not None
 
@@ -75,19 +81,35 @@ def main() -> None:
     rows = [
         ("floor: one frozen-encoder pass (tokenise + encode 1700 texts)", floor, "-"),
         ("retrain-head, cold feature cache", cold_s, scores(cold.comparison["new"])),
-        ("retrain-head, warm feature cache (encoder not run)", warm_s, scores(warm.comparison["new"])),
-        (f"separate single-task fine-tune ({args.separate_epochs} epochs)", separate_s,
-         scores(separate.test["tasks"]["sentiment"])),
-        ("active head before retraining (no gratitude label)", None,
-         scores(cold.comparison["active"])),
+        (
+            "retrain-head, warm feature cache (encoder not run)",
+            warm_s,
+            scores(warm.comparison["new"]),
+        ),
+        (
+            f"separate single-task fine-tune ({args.separate_epochs} epochs)",
+            separate_s,
+            scores(separate.test["tasks"]["sentiment"]),
+        ),
+        (
+            "active head before retraining (no gratitude label)",
+            None,
+            scores(cold.comparison["active"]),
+        ),
     ]
     lines = [
-        "# retrain-head vs floor vs separate fine-tune", "",
-        "Command: `python benchmarks/retrain_head.py`", f"Machine: {machine()}", "",
-        "| what | wall time (s) | held-out test (sentiment-v2) |", "|---|---|---|",
-        *[f"| {w} | {'-' if t is None else f'{t:.2f}'} | {s} |" for w, t, s in rows], "",
+        "# retrain-head vs floor vs separate fine-tune",
+        "",
+        "Command: `python benchmarks/retrain_head.py`",
+        f"Machine: {machine()}",
+        "",
+        "| what | wall time (s) | held-out test (sentiment-v2) |",
+        "|---|---|---|",
+        *[f"| {w} | {'-' if t is None else f'{t:.2f}'} | {s} |" for w, t, s in rows],
+        "",
         f"- retrain-head (cold) / floor: **{cold_s / floor:.2f}×** (target ≤ 1.5×)",
-        f"- separate fine-tune / retrain-head (cold): **{separate_s / cold_s:.1f}×** (target ≥ 10×)",
+        f"- separate fine-tune / retrain-head (cold): **{separate_s / cold_s:.1f}×** "
+        "(target ≥ 10×)",
         f"- encoder batches run: cold {cold.encoder_batches}, warm {warm.encoder_batches}",
     ]
     text = "\n".join(lines) + "\n"

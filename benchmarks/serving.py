@@ -43,8 +43,9 @@ def _load(url: str, clients: int, seconds: float) -> tuple[list[float], int, lis
 
     def worker() -> None:
         while time.perf_counter() < stop:
-            request = urllib.request.Request(url, data=MESSAGE.encode(),
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                url, data=MESSAGE.encode(), headers={"Content-Type": "application/json"}
+            )
             t0 = time.perf_counter()
             try:
                 with urllib.request.urlopen(request, timeout=30) as resp:
@@ -79,17 +80,24 @@ def main() -> None:
     active = registry.active().heads["sentiment"]
     versions = registry.head_versions("sentiment")
     other = next((v for v in versions if v != active), None)
-    if other is None or registry.head_manifest("sentiment", other).encoder_fingerprint != \
-            registry.active().encoder:
+    if (
+        other is None
+        or registry.head_manifest("sentiment", other).encoder_fingerprint
+        != registry.active().encoder
+    ):
         data = args.work / "data" / "sentiment-v2"
         generate_sentiment_v2(data, seed=0)
-        other = retrain_head(registry, "sentiment", data, HeadTrainConfig(),
-                             progress=False).manifest.version
+        other = retrain_head(
+            registry, "sentiment", data, HeadTrainConfig(), progress=False
+        ).manifest.version
 
     port = _port()
     env = {**os.environ, "MTLREG_REGISTRY": str(registry.root)}
-    server = subprocess.Popen([sys.executable, "-m", "mtl_registry", "serve", "--port", str(port)],
-                              env=env, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mtl_registry", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/predict"
     try:
         for _ in range(300):
@@ -122,19 +130,28 @@ def main() -> None:
         server.wait()
 
     def row(name: str, lat: list[float], fail: int) -> str:
-        return (f"| {name} | {len(lat) / args.seconds:.1f} | {_pct(lat, 0.5):.1f} | "
-                f"{_pct(lat, 0.99):.1f} | {fail} |")
+        return (
+            f"| {name} | {len(lat) / args.seconds:.1f} | {_pct(lat, 0.5):.1f} | "
+            f"{_pct(lat, 0.99):.1f} | {fail} |"
+        )
 
     p99_ratio = _pct(during, 0.99) / _pct(steady, 0.99)
     lines = [
-        "# Serving under load, steady vs during head swaps", "",
-        f"Command: `python benchmarks/serving.py --clients {args.clients} --seconds {args.seconds:g}`",
-        f"Machine: {machine()}", "",
+        "# Serving under load, steady vs during head swaps",
+        "",
+        f"Command: `python benchmarks/serving.py --clients {args.clients} "
+        f"--seconds {args.seconds:g}`",
+        f"Machine: {machine()}",
+        "",
         f"One short chat message per request, {args.clients} concurrent clients, "
         f"{args.seconds:g} s per phase; the sentiment head swapped {swaps[0]} times "
-        f"(every 0.5 s) in the second phase, versions served: {sorted(set(served))}.", "",
-        "| phase | requests/s | p50 ms | p99 ms | failed |", "|---|---|---|---|---|",
-        row("steady", steady, steady_fail), row("during swaps", during, during_fail), "",
+        f"(every 0.5 s) in the second phase, versions served: {sorted(set(served))}.",
+        "",
+        "| phase | requests/s | p50 ms | p99 ms | failed |",
+        "|---|---|---|---|---|",
+        row("steady", steady, steady_fail),
+        row("during swaps", during, during_fail),
+        "",
         f"- p99 during swaps / steady: **{p99_ratio:.2f}×** (target ≤ 1.5×)",
         f"- failed requests: **{steady_fail + during_fail}** (target 0)",
     ]

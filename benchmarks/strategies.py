@@ -39,8 +39,13 @@ from mtl_registry.training.trainer import JointTrainer
 TASKS = ("intent", "sentiment", "ner")
 BARE = "equal, no instrumentation"
 STRATEGIES = (BARE, "equal", "uncertainty", "gradnorm", "pcgrad")
-SCOPE = {BARE: "nothing", "equal": "last linear", "uncertainty": "last linear",
-         "gradnorm": "last layer (its default)", "pcgrad": "all shared parameters"}
+SCOPE = {
+    BARE: "nothing",
+    "equal": "last linear",
+    "uncertainty": "last linear",
+    "gradnorm": "last layer (its default)",
+    "pcgrad": "all shared parameters",
+}
 TARGET = {"gradnorm": "<= 1.3x", "pcgrad": "<= 1.6x"}
 RESULTS = Path(__file__).parent / "results" / "strategies.md"
 Timings = dict[str, dict[str, list[float]]]  # case -> {"cpu": [...], "wall": [...]}
@@ -55,10 +60,18 @@ class BareEqual(EqualWeights):
 
 def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    return (
+        f"{model}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    )
 
 
 def timed(fn: Callable[[], object], into: dict[str, list[float]]) -> None:
@@ -68,13 +81,15 @@ def timed(fn: Callable[[], object], into: dict[str, list[float]]) -> None:
     into["wall"].append(time.perf_counter() - wall)
 
 
-def run_strategies(registry: Registry, specs: list[TaskSpec], args: argparse.Namespace
-                   ) -> Timings:
+def run_strategies(registry: Registry, specs: list[TaskSpec], args: argparse.Namespace) -> Timings:
     """Seconds per training step of each strategy, one value per timed round."""
     runs = {}
     for name in STRATEGIES:
-        config = TrainConfig(strategy="equal" if name == BARE else name,
-                             batch_size=args.batch_size, max_steps=args.warmup + args.rounds)
+        config = TrainConfig(
+            strategy="equal" if name == BARE else name,
+            batch_size=args.batch_size,
+            max_steps=args.warmup + args.rounds,
+        )
         trainer = JointTrainer(registry, specs, config)
         if name == BARE:
             trainer.strategy = BareEqual(list(TASKS))
@@ -92,16 +107,20 @@ def run_strategies(registry: Registry, specs: list[TaskSpec], args: argparse.Nam
             sink = times[name] if r >= args.warmup else {"cpu": [], "wall": []}
             timed(partial(trainer.step, batches[r], optimizer, scheduler, shared), sink)
         if r >= args.warmup:
-            print(f"round {r - args.warmup + 1}: " + ", ".join(
-                f"{n} {times[n]['cpu'][-1]:.2f}" for n in STRATEGIES) + " (CPU s)", flush=True)
+            print(
+                f"round {r - args.warmup + 1}: "
+                + ", ".join(f"{n} {times[n]['cpu'][-1]:.2f}" for n in STRATEGIES)
+                + " (CPU s)",
+                flush=True,
+            )
     return times
 
 
-def run_gradients(registry: Registry, specs: list[TaskSpec], args: argparse.Namespace
-                  ) -> Timings:
+def run_gradients(registry: Registry, specs: list[TaskSpec], args: argparse.Namespace) -> Timings:
     """Seconds for per-task gradients: one batched backward vs T separate ones, same graph."""
-    trainer = JointTrainer(registry, specs, TrainConfig(strategy="equal",
-                                                        batch_size=args.batch_size))
+    trainer = JointTrainer(
+        registry, specs, TrainConfig(strategy="equal", batch_size=args.batch_size)
+    )
     sampler, paths = trainer._sampler()
     ids, mask, rows, tgts = trainer._batch(sampler.step(), paths)
     trainer.model.train()
@@ -110,16 +129,18 @@ def run_gradients(registry: Registry, specs: list[TaskSpec], args: argparse.Name
     shared = SharedParameters.of(trainer.encoder, trainer.model.heads)
 
     def separate(params: list[nn.Parameter]) -> Callable[[], object]:
-        return lambda: [torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
-                        for v in losses.values()]
+        return lambda: [
+            torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
+            for v in losses.values()
+        ]
 
     def batched(params: list[nn.Parameter]) -> Callable[[], object]:
         return lambda: task_gradients(losses, params)
 
     cases = {
-        "one backward of the summed loss (reference)":
-            lambda: torch.autograd.backward(torch.stack(list(losses.values())).sum(),
-                                            retain_graph=True),
+        "one backward of the summed loss (reference)": lambda: torch.autograd.backward(
+            torch.stack(list(losses.values())).sum(), retain_graph=True
+        ),
         "all shared: 1 batched backward": batched(shared.all),
         "all shared: T separate backward": separate(shared.all),
         "last layer: 1 batched backward": batched(shared.last_layer),
@@ -144,8 +165,9 @@ def ratios(times: Timings, name: str, base: str, clock: str) -> list[float]:
     return [a / b for a, b in zip(times[name][clock], times[base][clock])]
 
 
-def report(steps: Timings, grads: Timings, command: str, load: tuple[str, str],
-           args: argparse.Namespace) -> str:
+def report(
+    steps: Timings, grads: Timings, command: str, load: tuple[str, str], args: argparse.Namespace
+) -> str:
     lines = [
         "# Gradient strategies: step time relative to `equal`",
         "",
@@ -169,7 +191,8 @@ def report(steps: Timings, grads: Timings, command: str, load: tuple[str, str],
         lines.append(
             f"| {name} | {SCOPE[name]} | {spread(steps[name]['cpu'])} "
             f"| {spread(ratios(steps, name, 'equal', 'cpu'))}x | {spread(steps[name]['wall'])} "
-            f"| {spread(ratios(steps, name, 'equal', 'wall'))}x | {TARGET.get(name, '')} |")
+            f"| {spread(ratios(steps, name, 'equal', 'wall'))}x | {TARGET.get(name, '')} |"
+        )
     reference = "one backward of the summed loss (reference)"
     lines += [
         "",
@@ -184,7 +207,8 @@ def report(steps: Timings, grads: Timings, command: str, load: tuple[str, str],
             f"| {key} | {spread(grads[key]['cpu'])} "
             f"| {statistics.median(ratios(grads, key, reference, 'cpu')):.2f}x "
             f"| {spread(grads[key]['wall'])} "
-            f"| {statistics.median(ratios(grads, key, reference, 'wall')):.2f}x |")
+            f"| {statistics.median(ratios(grads, key, reference, 'wall')):.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -16,8 +16,12 @@ def format_prediction(result: dict[str, Any]) -> str:
         elif "labels" in pred:
             shown = ", ".join(f"{x['label']} {x['score']:.2f}" for x in pred["labels"]) or "neutral"
         elif "entities" in pred:
-            shown = ", ".join(f"{e['label']}={e['text']!r}@{e['start']}-{e['end']}"
-                              for e in pred["entities"]) or "none"
+            shown = (
+                ", ".join(
+                    f"{e['label']}={e['text']!r}@{e['start']}-{e['end']}" for e in pred["entities"]
+                )
+                or "none"
+            )
         else:
             shown = json.dumps(pred)
         lines.append(f"  {task} v{result['versions']['heads'][task]}: {shown}")

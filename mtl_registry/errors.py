@@ -1,4 +1,4 @@
-"""Errors a user can act on. The CLI catches `MtlRegError` once and prints it without a traceback."""
+"""Errors a user can act on. The CLI catches `MtlRegError` once and prints it, no traceback."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_tree(folder: Path) -> None:
-    """Flush every file and folder under `folder` so a rename after it publishes complete content."""
+    """Flush every file and folder under `folder`, so a rename after it publishes whole content."""
     for p in sorted(folder.rglob("*"), reverse=True):
         if p.is_file():
             with open(p, "rb+") as fh:
@@ -55,7 +55,7 @@ def fsync_tree(folder: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary sibling and rename, so readers see the old or the new file, never half."""
+    """Write a temporary sibling, then rename: readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:

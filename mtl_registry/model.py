@@ -34,18 +34,25 @@ class Task:
 class MultiTaskModel(nn.Module):
     """The shared encoder and one head module per task."""
 
-    def __init__(self, encoder: SharedEncoder, tasks: dict[str, Task],
-                 heads: dict[str, nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: SharedEncoder,
+        tasks: dict[str, Task],
+        heads: dict[str, nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.tasks = dict(tasks)
         self.heads = nn.ModuleDict(
-            heads if heads is not None
+            heads
+            if heads is not None
             else {name: t.build(encoder.hidden_size) for name, t in tasks.items()}
         )
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
         rows: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits per task. `rows` limits a task to the batch rows that carry its labels."""
@@ -79,8 +86,9 @@ class MultiTaskModel(nn.Module):
 
     def predict(self, encoded: list[Encoded], batch_size: int = 64) -> list[dict[str, Any]]:
         """Decoded predictions per text, in input order."""
-        return decode_batches(self.tasks, self.heads, self.batches(encoded, batch_size),
-                              len(encoded))
+        return decode_batches(
+            self.tasks, self.heads, self.batches(encoded, batch_size), len(encoded)
+        )
 
     def logits(self, encoded: list[Encoded], task: str, batch_size: int = 64) -> torch.Tensor:
         """One task's raw logits in input order (token heads padded), for calibration."""
@@ -98,11 +106,12 @@ def length_batches(encoded: list[Encoded], batch_size: int) -> Iterator[list[int
     """Indices of texts of similar length together, so dynamic padding pads little."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
     for start in range(0, len(order), batch_size):
-        yield order[start: start + batch_size]
+        yield order[start : start + batch_size]
 
 
-def decode_batches(tasks: dict[str, Task], heads: Mapping[str, nn.Module], batches: Batches,
-                   n: int) -> list[dict[str, Any]]:
+def decode_batches(
+    tasks: dict[str, Task], heads: Mapping[str, nn.Module], batches: Batches, n: int
+) -> list[dict[str, Any]]:
     """Each head type's own `decode` on each batch's logits, back in input order.
 
     Shared by every backend (PyTorch, ONNX Runtime), so decoding never differs between them.
@@ -123,8 +132,13 @@ def save_head(module: nn.Module, folder: Path) -> None:
     save_file(state, str(folder / HEAD_WEIGHTS))
 
 
-def load_head(registry: Registry, manifest: HeadManifest, encoder: SharedEncoder,
-              head_type: HeadType, plugin: PluginRef) -> tuple[Task, nn.Module]:
+def load_head(
+    registry: Registry,
+    manifest: HeadManifest,
+    encoder: SharedEncoder,
+    head_type: HeadType,
+    plugin: PluginRef,
+) -> tuple[Task, nn.Module]:
     """Rebuild a published head; refuses a head trained on another encoder or with bad files."""
     if encoder.fingerprint != manifest.encoder_fingerprint:
         raise FingerprintMismatch(
@@ -135,8 +149,9 @@ def load_head(registry: Registry, manifest: HeadManifest, encoder: SharedEncoder
     problems = registry.verify_files(folder, manifest.files)
     if problems:
         raise RegistryError("; ".join(problems))
-    task = Task(manifest.task, head_type, plugin, list(manifest.labels),
-                HeadConfig(**manifest.head_config))
+    task = Task(
+        manifest.task, head_type, plugin, list(manifest.labels), HeadConfig(**manifest.head_config)
+    )
     module = task.build(encoder.hidden_size)
     module.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))
     module.eval()
@@ -149,8 +164,9 @@ def load_encoder(registry: Registry, fingerprint: str, max_length: int = 128) ->
     problems = registry.verify_files(registry.encoder_dir(fingerprint), manifest.files)
     if problems:
         raise RegistryError("; ".join(problems))
-    return SharedEncoder.load(registry.encoder_dir(fingerprint), max_length,
-                              fingerprint=fingerprint).eval()
+    return SharedEncoder.load(
+        registry.encoder_dir(fingerprint), max_length, fingerprint=fingerprint
+    ).eval()
 
 
 def load_active_encoder(registry: Registry, max_length: int = 128) -> SharedEncoder:

@@ -109,8 +109,9 @@ def validate_strategy(obj: Any) -> StrategySpec:
     what = f"strategy {obj.__qualname__}"
     if inspect.isabstract(obj):
         missing = sorted(obj.__abstractmethods__)
-        raise PluginError(f"{what}: field '{missing[0]}': not implemented "
-                          f"(abstract: {', '.join(missing)})")
+        raise PluginError(
+            f"{what}: field '{missing[0]}': not implemented (abstract: {', '.join(missing)})"
+        )
     spec = _parse(StrategySpec, obj, what)
     _check_methods(obj, STRATEGY_METHODS, what, bound=False)
     return spec
@@ -120,8 +121,10 @@ def declared_api_version(plugin: Any) -> int:
     """The plugin API a plugin was written for; refuses versions this host does not support."""
     version = getattr(plugin, API_VERSION_ATTRIBUTE, 1)
     if isinstance(version, bool) or not isinstance(version, int):
-        raise PluginError(f"field '{API_VERSION_ATTRIBUTE}': must be an integer plugin API "
-                          f"version, got {version!r}")
+        raise PluginError(
+            f"field '{API_VERSION_ATTRIBUTE}': must be an integer plugin API "
+            f"version, got {version!r}"
+        )
     if version not in SUPPORTED_PLUGIN_API_VERSIONS:
         supported = ", ".join(map(str, sorted(SUPPORTED_PLUGIN_API_VERSIONS)))
         raise PluginError(

@@ -92,9 +92,17 @@ class PluginHost:
             dist = ep.dist.name if ep.dist else ep.name
             version = ep.dist.version if ep.dist else "0"
             if chosen is not None and canonical_name(dist) not in chosen | {HOST_DISTRIBUTION}:
-                self.plugins.setdefault(ep.name, PluginInfo(
-                    ep.name, dist, version, status="disabled", error=f"not listed in {LOAD_ENV}",
-                    entry_point=ep.value))
+                self.plugins.setdefault(
+                    ep.name,
+                    PluginInfo(
+                        ep.name,
+                        dist,
+                        version,
+                        status="disabled",
+                        error=f"not listed in {LOAD_ENV}",
+                        entry_point=ep.value,
+                    ),
+                )
                 continue
             self._guarded(ep.name, dist, version, ep.load, entry_point=ep.value)
 
@@ -103,8 +111,14 @@ class PluginHost:
         an installed one."""
         self._guarded(name, distribution, version, lambda: plugin)
 
-    def _guarded(self, name: str, dist: str, version: str, load: Callable[[], Any],
-                 entry_point: str | None = None) -> None:
+    def _guarded(
+        self,
+        name: str,
+        dist: str,
+        version: str,
+        load: Callable[[], Any],
+        entry_point: str | None = None,
+    ) -> None:
         taken = self.plugins.get(name)
         owner = taken.distribution if taken and self.pm.get_plugin(name) is not None else None
         info = PluginInfo(name=name, distribution=dist, version=version, entry_point=entry_point)
@@ -123,8 +137,10 @@ class PluginHost:
             if plugin is not None and self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
-            for names, table in ((info.head_types, self._head_types),
-                                 (info.strategies, self._strategies)):
+            for names, table in (
+                (info.head_types, self._head_types),
+                (info.strategies, self._strategies),
+            ):
                 for key in names:
                     if table.get(key, (None, None))[1] is info:
                         table.pop(key)
@@ -137,14 +153,19 @@ class PluginHost:
     def _check_hooks(self, plugin: Any) -> None:
         """A misspelt hook or a missing @hookimpl would otherwise do nothing, silently."""
         callers = self.pm.get_hookcallers(plugin) or []
-        known = sorted(c.name for c in self.pm.hook.__dict__.values()
-                       if isinstance(c, pluggy.HookCaller) and c.has_spec())
+        known = sorted(
+            c.name
+            for c in self.pm.hook.__dict__.values()
+            if isinstance(c, pluggy.HookCaller) and c.has_spec()
+        )
         unknown = sorted(c.name for c in callers if not c.has_spec())
         if unknown:
             raise PluginError(f"implements unknown hook(s) {unknown}; the hooks are {known}")
         if not callers:
-            raise PluginError(f"implements no hook: mark one of {known} with "
-                              "@hookimpl from mtl_registry.hookspecs")
+            raise PluginError(
+                f"implements no hook: mark one of {known} with "
+                "@hookimpl from mtl_registry.hookspecs"
+            )
 
     def _collect(self, name: str, info: PluginInfo) -> None:
         """Call this one plugin's hook implementations, attributing what they register to it."""
@@ -159,8 +180,10 @@ class PluginHost:
             self._claim(self._strategies, spec.name, strategy, info)
             info.strategies.append(spec.name)
 
-        for hook, register in ((self.pm.hook.register_head_types, register_head_type),
-                               (self.pm.hook.register_strategies, register_strategy)):
+        for hook, register in (
+            (self.pm.hook.register_head_types, register_head_type),
+            (self.pm.hook.register_strategies, register_strategy),
+        ):
             for impl in hook.get_hookimpls():
                 if impl.plugin_name == name:
                     impl.function(register=register)
@@ -172,7 +195,8 @@ class PluginHost:
             if other is info:
                 raise PluginError(f"'{key}' is registered twice by {info.distribution}")
             raise PluginError(
-                f"'{key}' is registered by both {other.distribution} and {info.distribution}")
+                f"'{key}' is registered by both {other.distribution} and {info.distribution}"
+            )
         table[key] = (value, info)
 
     def head_type(self, name: str, plugin: PluginRef | None = None) -> tuple[HeadType, PluginRef]:
@@ -187,8 +211,11 @@ class PluginHost:
             raise PluginError(f"unknown head type '{name}'; installed: {sorted(self._head_types)}")
         head_type, info = self._head_types[name]
         if plugin is not None and canonical_name(plugin.name) != canonical_name(info.distribution):
-            warnings.warn(f"head type '{name}' was built with {plugin.name} {plugin.version}; "
-                          f"using the one from {info.distribution} {info.version}", stacklevel=2)
+            warnings.warn(
+                f"head type '{name}' was built with {plugin.name} {plugin.version}; "
+                f"using the one from {info.distribution} {info.version}",
+                stacklevel=2,
+            )
         return head_type, info.ref
 
     def strategy(self, name: str) -> type[Strategy]:
@@ -208,14 +235,23 @@ class PluginHost:
         """Every plugin the host saw, JSON-ready: what `mtlreg plugins` prints."""
         out = []
         for _, info in sorted(self.plugins.items()):
-            heads = [validate_head_type(self._head_types[n][0]).model_dump()
-                     for n in info.head_types]
-            out.append({
-                "name": info.name, "distribution": info.distribution, "version": info.version,
-                "status": info.status, "error": info.error, "api_version": info.api_version,
-                "entry_point": info.entry_point, "location": info.location,
-                "head_types": heads, "strategies": list(info.strategies),
-            })
+            heads = [
+                validate_head_type(self._head_types[n][0]).model_dump() for n in info.head_types
+            ]
+            out.append(
+                {
+                    "name": info.name,
+                    "distribution": info.distribution,
+                    "version": info.version,
+                    "status": info.status,
+                    "error": info.error,
+                    "api_version": info.api_version,
+                    "entry_point": info.entry_point,
+                    "location": info.location,
+                    "head_types": heads,
+                    "strategies": list(info.strategies),
+                }
+            )
         return out
 
 

@@ -19,13 +19,24 @@ def _tiny(folder: Path, kind: str) -> Path:
         if (src / name).is_file():
             shutil.copy2(src / name, folder / name)
     if kind == "bert":
-        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                            num_attention_heads=2, intermediate_size=64,
-                            max_position_embeddings=128)
+        config = BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
         model = BertModel(config, add_pooling_layer=False)
     else:
-        config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2,
-                                  hidden_dim=64, max_position_embeddings=128)
+        config = DistilBertConfig(
+            vocab_size=30522,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=128,
+        )
         model = DistilBertModel(config)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
@@ -49,8 +60,9 @@ def manga_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_registry(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path,
-                     manga_data: Path) -> Path:
+def trained_registry(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, manga_data: Path
+) -> Path:
     """A registry with intent, sentiment and ner v1 jointly trained on the tiny encoder.
 
     Tests that write to it copy it first (`registry_copy`)."""

@@ -24,14 +24,16 @@ def _logits(registry: Registry) -> dict[str, torch.Tensor]:
         return runtime.heads.model(*runtime.encoder.collate(runtime.encoder.tokenize(TEXTS)))
 
 
-def test_joint_add_task_activates_a_new_release_and_rollback_restores_outputs(registry_copy,
-                                                                              manga_data):
+def test_joint_add_task_activates_a_new_release_and_rollback_restores_outputs(
+    registry_copy, manga_data
+):
     registry = Registry(registry_copy)
     before_state = registry.active()
     before = _logits(registry)
 
-    result = add_task(registry, "topic", "intent", manga_data, config=QUICK,
-                      tolerance=100.0, progress=False)
+    result = add_task(
+        registry, "topic", "intent", manga_data, config=QUICK, tolerance=100.0, progress=False
+    )
 
     after_state = registry.active()
     assert result.activated and result.gate["passed"]
@@ -54,8 +56,9 @@ def test_regression_beyond_tolerance_blocks_activation_unless_forced(registry_co
     registry = Registry(registry_copy)
     before_state = registry.active()
     # a negative tolerance demands an improvement no 3-step run makes: the gate must fail
-    blocked = add_task(registry, "topic", "intent", manga_data, config=QUICK, tolerance=-1000,
-                       progress=False)
+    blocked = add_task(
+        registry, "topic", "intent", manga_data, config=QUICK, tolerance=-1000, progress=False
+    )
     assert not blocked.activated and not blocked.gate["passed"]
     assert blocked.gate["failed"] == ["intent", "ner", "sentiment"]
     assert "fell" in blocked.gate["summary"]
@@ -64,8 +67,16 @@ def test_regression_beyond_tolerance_blocks_activation_unless_forced(registry_co
     report = json.loads(blocked.report_path.read_text())
     assert report["activated"] is False and report["gate"]["failed"] == blocked.gate["failed"]
 
-    forced = add_task(registry, "topic2", "intent", manga_data, config=QUICK, tolerance=-1000,
-                      force=True, progress=False)
+    forced = add_task(
+        registry,
+        "topic2",
+        "intent",
+        manga_data,
+        config=QUICK,
+        tolerance=-1000,
+        force=True,
+        progress=False,
+    )
     assert forced.activated
     assert "topic2" in registry.active().heads
     assert "forced past the regression gate" in registry.history()[-1].reason
@@ -91,8 +102,15 @@ def test_frozen_add_task_trains_only_the_new_head(registry_copy, manga_data):
     registry = Registry(registry_copy)
     before_state = registry.active()
     before = _logits(registry)
-    result = add_task(registry, "topic", "intent", manga_data, mode="frozen",
-                      config=TrainConfig(epochs=1), progress=False)
+    result = add_task(
+        registry,
+        "topic",
+        "intent",
+        manga_data,
+        mode="frozen",
+        config=TrainConfig(epochs=1),
+        progress=False,
+    )
     assert result.activated
     state = registry.active()
     assert state.encoder == before_state.encoder
@@ -115,6 +133,6 @@ def test_existing_task_name_is_refused(registry_copy, manga_data):
     from mtl_registry.errors import MtlRegError
 
     with pytest.raises(MtlRegError, match="already exists"):
-        add_task(Registry(registry_copy), "intent", "intent", manga_data, config=QUICK,
-                 progress=False)
-
+        add_task(
+            Registry(registry_copy), "intent", "intent", manga_data, config=QUICK, progress=False
+        )

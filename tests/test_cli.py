@@ -13,8 +13,13 @@ import pytest
 
 def mtlreg(registry: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MTLREG_REGISTRY": str(registry)}
-    proc = subprocess.run([sys.executable, "-m", "mtl_registry", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtl_registry", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
     return proc
 
@@ -23,9 +28,23 @@ def mtlreg(registry: Path, *args: str, ok: bool = True) -> subprocess.CompletedP
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, manga_data: Path) -> Path:
     reg = tmp_path_factory.mktemp("cli") / "reg"
     mtlreg(reg, "init", "--encoder", str(tiny_bert))
-    mtlreg(reg, "train", "--task", f"intent={manga_data}", "--task", f"sentiment={manga_data}",
-           "--task", f"ner={manga_data}", "--epochs", "1", "--max-steps", "4", "--batch-size", "16",
-           "--quiet")
+    mtlreg(
+        reg,
+        "train",
+        "--task",
+        f"intent={manga_data}",
+        "--task",
+        f"sentiment={manga_data}",
+        "--task",
+        f"ner={manga_data}",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--quiet",
+    )
     return reg
 
 
@@ -39,9 +58,15 @@ def test_predict_json_gives_every_task_with_offsets_and_versions(trained: Path):
         intent = r["predictions"]["intent"]
         assert isinstance(intent["label"], str) and 0.0 < intent["probability"] <= 1.0
         assert set(r["predictions"]["sentiment"]["scores"]) == {
-            "confusion", "disappointment", "excitement", "frustration", "satisfaction", "urgency"}
+            "confusion",
+            "disappointment",
+            "excitement",
+            "frustration",
+            "satisfaction",
+            "urgency",
+        }
         for ent in r["predictions"]["ner"]["entities"]:
-            assert r["text"][ent["start"]: ent["end"]] == ent["text"] == ent["text"].strip()
+            assert r["text"][ent["start"] : ent["end"]] == ent["text"] == ent["text"].strip()
 
 
 def test_read_commands_report_the_registry(trained: Path):
@@ -70,7 +95,9 @@ def test_errors_are_one_line_without_traceback(trained: Path, tmp_path: Path):
     assert "Traceback" not in proc.stderr
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "train.jsonl").write_text('{"text": "hi", "intent": "greeting_chitchat"}\n{"text": ""}\n')
+    (bad / "train.jsonl").write_text(
+        '{"text": "hi", "intent": "greeting_chitchat"}\n{"text": ""}\n'
+    )
     (bad / "dev.jsonl").write_text('{"text": "hi", "intent": "greeting_chitchat"}\n')
     proc = mtlreg(trained, "train", "--task", f"intent={bad}", "--quiet", ok=False)
     assert f"{bad / 'train.jsonl'}:2: field 'text'" in proc.stderr

@@ -52,12 +52,15 @@ def raises_data_error(path: Path, parsers=PARSERS) -> DataError:
 
 # ---- records: errors name file, line and field --------------------------------------------
 def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "train.jsonl", [
-        {"text": "hi", "intent": "greeting_chitchat"},
-        {"text": "hello", "intent": "greeting_chitchat"},
-        '{"text": "broken", "intent": ',
-        {"text": "after", "intent": "greeting_chitchat"},
-    ])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            {"text": "hi", "intent": "greeting_chitchat"},
+            {"text": "hello", "intent": "greeting_chitchat"},
+            '{"text": "broken", "intent": ',
+            {"text": "after", "intent": "greeting_chitchat"},
+        ],
+    )
     err = raises_data_error(path)
     assert (err.path, err.line) == (str(path), 3)
     assert str(err).startswith(f"{path}:3: ") and "not valid JSON" in str(err)
@@ -84,10 +87,13 @@ def test_missing_or_non_string_text_names_field(tmp_path: Path, record: dict) ->
 
 
 def test_non_list_sentiment_names_line_and_field(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "train.jsonl", [
-        {"text": "ok", "sentiment": []},
-        {"text": "hurry up", "sentiment": "urgency"},
-    ])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            {"text": "ok", "sentiment": []},
+            {"text": "hurry up", "sentiment": "urgency"},
+        ],
+    )
     err = raises_data_error(path)
     assert (err.path, err.line, err.field) == (str(path), 2, "sentiment")
     assert f"{path}:2: field 'sentiment'" in str(err) and "'urgency'" in str(err)
@@ -95,10 +101,13 @@ def test_non_list_sentiment_names_line_and_field(tmp_path: Path) -> None:
 
 def test_entity_offsets_outside_the_text_are_an_error(tmp_path: Path) -> None:
     text = "any berserk?"
-    path = write_lines(tmp_path / "train.jsonl", [
-        {"text": text, "entities": [{"start": 4, "end": 11, "label": "TITLE"}]},
-        {"text": text, "entities": [{"start": 4, "end": 40, "label": "TITLE"}]},
-    ])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            {"text": text, "entities": [{"start": 4, "end": 11, "label": "TITLE"}]},
+            {"text": text, "entities": [{"start": 4, "end": 40, "label": "TITLE"}]},
+        ],
+    )
     err = raises_data_error(path)
     assert (err.line, err.field) == (2, "entities")
     assert "4-40 outside the text (length 12)" in str(err)
@@ -106,38 +115,66 @@ def test_entity_offsets_outside_the_text_are_an_error(tmp_path: Path) -> None:
 
 
 def test_negative_entity_offset_is_an_error(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "train.jsonl",
-                       [{"text": "berserk", "entities": [{"start": -1, "end": 3, "label": "T"}]}])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [{"text": "berserk", "entities": [{"start": -1, "end": 3, "label": "T"}]}],
+    )
     assert "outside the text" in str(raises_data_error(path))
 
 
-@pytest.mark.parametrize("bad", [{"start": 0, "end": True}, {"start": False, "end": 3},
-                                 {"start": 0.0, "end": 3}, {"start": "0", "end": 3}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"start": 0, "end": True},
+        {"start": False, "end": 3},
+        {"start": 0.0, "end": 3},
+        {"start": "0", "end": 3},
+    ],
+)
 def test_non_integer_entity_offsets_are_an_error(tmp_path: Path, bad: dict) -> None:
-    path = write_lines(tmp_path / "train.jsonl",
-                       [{"text": "berserk", "entities": [{**bad, "label": "TITLE"}]}])
+    path = write_lines(
+        tmp_path / "train.jsonl", [{"text": "berserk", "entities": [{**bad, "label": "TITLE"}]}]
+    )
     err = raises_data_error(path)
     assert (err.line, err.field) == (1, "entities") and "must be integers" in str(err)
 
 
 def test_overlapping_entities_are_an_error(tmp_path: Path) -> None:
     text = "attack on titan by isayama"
-    path = write_lines(tmp_path / "train.jsonl", [{"text": text, "entities": [
-        {"start": 10, "end": 15, "label": "TITLE"},
-        {"start": 0, "end": 15, "label": "TITLE"},
-    ]}])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            {
+                "text": text,
+                "entities": [
+                    {"start": 10, "end": 15, "label": "TITLE"},
+                    {"start": 0, "end": 15, "label": "TITLE"},
+                ],
+            }
+        ],
+    )
     err = raises_data_error(path)
     assert (err.line, err.field) == (1, "entities")
     assert "0-15 and 10-15 overlap" in str(err)
 
 
 def test_adjacent_entities_do_not_overlap(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "train.jsonl", [{"text": "ab cd", "entities": [
-        {"start": 3, "end": 5, "label": "GENRE"}, {"start": 0, "end": 2, "label": "TITLE"},
-    ]}])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            {
+                "text": "ab cd",
+                "entities": [
+                    {"start": 3, "end": 5, "label": "GENRE"},
+                    {"start": 0, "end": 2, "label": "TITLE"},
+                ],
+            }
+        ],
+    )
     ds = read_jsonl(path, PARSERS)
     assert ds[0]["entities"] == [
-        {"start": 0, "end": 2, "label": "TITLE"}, {"start": 3, "end": 5, "label": "GENRE"},
+        {"start": 0, "end": 2, "label": "TITLE"},
+        {"start": 3, "end": 5, "label": "GENRE"},
     ]
 
 
@@ -157,9 +194,16 @@ def test_missing_data_directory_is_named(tmp_path: Path) -> None:
 
 
 def test_blank_lines_are_skipped_but_counted(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "train.jsonl", [
-        "", {"text": "first", "intent": "a"}, "   ", "", {"text": "second", "intent": "b"},
-    ])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            "",
+            {"text": "first", "intent": "a"},
+            "   ",
+            "",
+            {"text": "second", "intent": "b"},
+        ],
+    )
     ds = read_jsonl(path, PARSERS)
     assert list(ds["text"]) == ["first", "second"]
     assert list(ds["line"]) == [2, 5]
@@ -173,12 +217,15 @@ def test_only_blank_lines_is_an_error(tmp_path: Path) -> None:
 
 
 def test_records_carrying_some_fields_get_none_for_the_others(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "train.jsonl", [
-        {"text": "where is my order", "intent": "order_status"},
-        {"text": "so happy", "sentiment": ["satisfaction"]},
-        {"text": "meh", "sentiment": []},
-        {"text": "berserk", "entities": [{"start": 0, "end": 7, "label": "TITLE"}]},
-    ])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            {"text": "where is my order", "intent": "order_status"},
+            {"text": "so happy", "sentiment": ["satisfaction"]},
+            {"text": "meh", "sentiment": []},
+            {"text": "berserk", "entities": [{"start": 0, "end": 7, "label": "TITLE"}]},
+        ],
+    )
     ds = read_jsonl(path, PARSERS)
     assert list(ds["intent"]) == ["order_status", None, None, None]
     assert list(ds["sentiment"]) == [None, ["satisfaction"], [], None]  # [] = neutral, not missing
@@ -188,11 +235,17 @@ def test_records_carrying_some_fields_get_none_for_the_others(tmp_path: Path) ->
 def test_unknown_dev_label_names_file_line_and_field(
     tmp_path: Path, encoder: SharedEncoder
 ) -> None:
-    folder = data_dir(tmp_path / "d",
-                      train=[{"text": "hi", "intent": "greeting_chitchat"},
-                             {"text": "where is it", "intent": "order_status"}],
-                      dev=[{"text": "hello", "intent": "greeting_chitchat"},
-                           {"text": "refund me", "intent": "return_refund"}])
+    folder = data_dir(
+        tmp_path / "d",
+        train=[
+            {"text": "hi", "intent": "greeting_chitchat"},
+            {"text": "where is it", "intent": "order_status"},
+        ],
+        dev=[
+            {"text": "hello", "intent": "greeting_chitchat"},
+            {"text": "refund me", "intent": "return_refund"},
+        ],
+    )
     head = IntentHead()
     prepared = load_data_dirs(encoder, {"intent": (head, folder)})[folder.resolve()]
     labels = head.label_set(list(prepared.splits["train"].values("intent")))
@@ -205,12 +258,14 @@ def test_unknown_dev_label_names_file_line_and_field(
 
 
 def test_unknown_dev_entity_type_is_reported(tmp_path: Path, encoder: SharedEncoder) -> None:
-    folder = data_dir(tmp_path / "d",
-                      train=[{"text": "berserk", "entities": [{"start": 0, "end": 7,
-                                                               "label": "TITLE"}]}],
-                      dev=[{"text": "x"},
-                           {"text": "by miura", "entities": [{"start": 3, "end": 8,
-                                                              "label": "CREATOR"}]}])
+    folder = data_dir(
+        tmp_path / "d",
+        train=[{"text": "berserk", "entities": [{"start": 0, "end": 7, "label": "TITLE"}]}],
+        dev=[
+            {"text": "x"},
+            {"text": "by miura", "entities": [{"start": 3, "end": 8, "label": "CREATOR"}]},
+        ],
+    )
     head = NerHead()
     prepared = load_data_dirs(encoder, {"ner": (head, folder)})[folder.resolve()]
     labels = head.label_set([v for v in prepared.splits["train"].values("entities") if v])
@@ -221,11 +276,14 @@ def test_unknown_dev_entity_type_is_reported(tmp_path: Path, encoder: SharedEnco
 
 
 def test_entity_cutting_a_word_in_half_is_an_error(tmp_path: Path, encoder: SharedEncoder) -> None:
-    folder = data_dir(tmp_path / "d",
-                      train=[{"text": "hello"},
-                             {"text": BERSERK, "entities": [{"start": 13, "end": 18,
-                                                             "label": "TITLE"}]}],
-                      dev=[{"text": "x"}])
+    folder = data_dir(
+        tmp_path / "d",
+        train=[
+            {"text": "hello"},
+            {"text": BERSERK, "entities": [{"start": 13, "end": 18, "label": "TITLE"}]},
+        ],
+        dev=[{"text": "x"}],
+    )
     head = NerHead()
     split = load_data_dirs(encoder, {"ner": (head, folder)})[folder.resolve()].splits["train"]
     with pytest.raises(DataError) as info:
@@ -237,8 +295,9 @@ def test_entity_cutting_a_word_in_half_is_an_error(tmp_path: Path, encoder: Shar
 
 
 def test_data_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
-    folder = data_dir(tmp_path / "d", train=[{"text": "a", "intent": "x"}],
-                      dev=[{"text": "b", "intent": "x"}])
+    folder = data_dir(
+        tmp_path / "d", train=[{"text": "a", "intent": "x"}], dev=[{"text": "b", "intent": "x"}]
+    )
     first = data_fingerprint(folder)
     assert data_fingerprint(folder) == first
     dev = folder / "dev.jsonl"
@@ -271,11 +330,12 @@ def test_word_tags_and_spans_round_trip_on_mangaassist(
             spans = spans_from_tags(enc, word_tags(enc, gold))
             where = f"{split}.jsonl:{line} {enc.text!r}"
             assert [(s["start"], s["end"], s["label"]) for s in spans] == [
-                (g["start"], g["end"], g["label"]) for g in gold], where
+                (g["start"], g["end"], g["label"]) for g in gold
+            ], where
             for s in spans:
-                assert enc.text[s["start"]:s["end"]] == s["text"], where
+                assert enc.text[s["start"] : s["end"]] == s["text"], where
             n_entities += len(gold)
-            n_multiword += sum(" " in enc.text[g["start"]:g["end"]] for g in gold)
+            n_multiword += sum(" " in enc.text[g["start"] : g["end"]] for g in gold)
     assert n_entities > 50 and n_multiword > 10  # the corpus really exercises the alignment
 
 
@@ -283,7 +343,10 @@ def test_spans_from_tags_reads_stray_inside_tags_as_new_entities(encoder: Shared
     [enc] = encoder.tokenize([CHAINSAW])  # words: i love chainsaw man by tatsuki fujimoto
     tags = ["O", "I-TITLE", "B-TITLE", "I-TITLE", "O", "B-CREATOR", "I-TITLE"]
     assert [(s["text"], s["label"]) for s in spans_from_tags(enc, tags)] == [
-        ("love", "TITLE"), ("chainsaw man", "TITLE"), ("tatsuki", "CREATOR"), ("fujimoto", "TITLE"),
+        ("love", "TITLE"),
+        ("chainsaw man", "TITLE"),
+        ("tatsuki", "CREATOR"),
+        ("fujimoto", "TITLE"),
     ]
 
 
@@ -295,16 +358,38 @@ def ner_split(tmp_path: Path, encoder: SharedEncoder, records: list[dict]):
 def test_ner_target_labels_only_first_sub_token_of_each_word(
     tmp_path: Path, encoder: SharedEncoder
 ) -> None:
-    split = ner_split(tmp_path, encoder, [
-        {"text": BERSERK, "entities": [{"start": 13, "end": 20, "label": "TITLE"}]},
-        {"text": CHAINSAW, "entities": [{"start": 7, "end": 19, "label": "TITLE"},
-                                        {"start": 23, "end": 39, "label": "CREATOR"}]},
-        {"text": "no labels here"},
-    ])
+    split = ner_split(
+        tmp_path,
+        encoder,
+        [
+            {"text": BERSERK, "entities": [{"start": 13, "end": 20, "label": "TITLE"}]},
+            {
+                "text": CHAINSAW,
+                "entities": [
+                    {"start": 7, "end": 19, "label": "TITLE"},
+                    {"start": 23, "end": 39, "label": "CREATOR"},
+                ],
+            },
+            {"text": "no labels here"},
+        ],
+    )
     tokens = [encoder.tokenizer.convert_ids_to_tokens(e.input_ids) for e in split.encoded[:2]]
     assert tokens[0] == ["[CLS]", "is", "vol", "12", "of", "be", "##rse", "##rk", "back", "[SEP]"]
-    assert tokens[1] == ["[CLS]", "i", "love", "chains", "##aw", "man", "by",
-                         "ta", "##tsu", "##ki", "fuji", "##moto", "[SEP]"]
+    assert tokens[1] == [
+        "[CLS]",
+        "i",
+        "love",
+        "chains",
+        "##aw",
+        "man",
+        "by",
+        "ta",
+        "##tsu",
+        "##ki",
+        "fuji",
+        "##moto",
+        "[SEP]",
+    ]
     head = NerHead()
     labels = head.label_set([v for v in split.values("entities") if v])
     assert labels == ["O", "B-CREATOR", "I-CREATOR", "B-TITLE", "I-TITLE"]
@@ -318,11 +403,20 @@ def test_ner_target_labels_only_first_sub_token_of_each_word(
 def test_ner_loss_ignores_padding_and_continuation_logits(
     tmp_path: Path, encoder: SharedEncoder
 ) -> None:
-    split = ner_split(tmp_path, encoder, [
-        {"text": BERSERK, "entities": [{"start": 13, "end": 20, "label": "TITLE"}]},
-        {"text": CHAINSAW, "entities": [{"start": 7, "end": 19, "label": "TITLE"},
-                                        {"start": 23, "end": 39, "label": "CREATOR"}]},
-    ])
+    split = ner_split(
+        tmp_path,
+        encoder,
+        [
+            {"text": BERSERK, "entities": [{"start": 13, "end": 20, "label": "TITLE"}]},
+            {
+                "text": CHAINSAW,
+                "entities": [
+                    {"start": 7, "end": 19, "label": "TITLE"},
+                    {"start": 23, "end": 39, "label": "CREATOR"},
+                ],
+            },
+        ],
+    )
     head = NerHead()
     labels = head.label_set(list(split.values("entities")))
     batch = head.collate(targets(split, head, labels))

@@ -36,9 +36,11 @@ def fp32_export(registry_copy: Path, tmp_path: Path) -> tuple[Registry, Path]:
 
 def _labels(result: dict) -> dict:
     p = result["predictions"]
-    return {"intent": p["intent"]["label"],
-            "sentiment": [x["label"] for x in p["sentiment"]["labels"]],
-            "ner": [(e["start"], e["end"], e["label"]) for e in p["ner"]["entities"]]}
+    return {
+        "intent": p["intent"]["label"],
+        "sentiment": [x["label"] for x in p["sentiment"]["labels"]],
+        "ner": [(e["start"], e["end"], e["label"]) for e in p["ner"]["entities"]],
+    }
 
 
 def test_onnx_outputs_match_pytorch_logits_for_every_head(fp32_export):
@@ -67,8 +69,9 @@ def test_onnx_backend_predicts_same_format_versions_and_labels(fp32_export):
     served = Runtime(registry, backend="onnx").predict(TEXTS)
     active = registry.active()
     for ref, got in zip(reference, served):
-        assert got["versions"] == ref["versions"] == {"encoder": active.encoder,
-                                                      "heads": active.heads}
+        assert (
+            got["versions"] == ref["versions"] == {"encoder": active.encoder, "heads": active.heads}
+        )
         assert got["text"] == ref["text"]
         assert set(got["predictions"]) == set(ref["predictions"])
         for task in ref["predictions"]:
@@ -177,9 +180,13 @@ def test_search_gives_up_cheap_groups_first_then_the_most_sensitive_layers():
     assert found == ["embeddings", "head:ner", "layer.1", "layer.2"]
     assert [e["keep_fp32"] for e in log if "keep_fp32" in e][-1] == found
     assert search(["embeddings"], [], on_dev, probe, []) is None
-    cheap_enough = search(["embeddings"], sorted(sensitivity),
-                          lambda k: {"ner": {"passes": "embeddings" in k, "change_points": 0}},
-                          probe, [])
+    cheap_enough = search(
+        ["embeddings"],
+        sorted(sensitivity),
+        lambda k: {"ner": {"passes": "embeddings" in k, "change_points": 0}},
+        probe,
+        [],
+    )
     assert cheap_enough == ["embeddings"]  # no layer probed or kept when a cheap group suffices
 
 
@@ -191,8 +198,9 @@ def test_onnx_runtime_hot_swaps_to_a_new_head_version(registry_copy: Path, tmp_p
     runtime = Runtime(registry, backend="onnx")
     data = tmp_path / "sv2"
     generate_sentiment_v2(data, seed=2, n_train=60, n_dev=20, n_test=20)
-    retrain_head(registry, "sentiment", data, HeadTrainConfig(epochs=1), activate=True,
-                 progress=False)
+    retrain_head(
+        registry, "sentiment", data, HeadTrainConfig(epochs=1), activate=True, progress=False
+    )
     before = runtime.heads
     assert runtime.sync() is True
     assert before.versions["heads"]["sentiment"] == 1  # the old set was never mutated
@@ -205,8 +213,13 @@ def test_cli_export_then_predict_with_the_onnx_backend(registry_copy: Path, tmp_
     env = {**os.environ, "MTLREG_REGISTRY": str(registry_copy)}
 
     def mtlreg(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mtl_registry", *args], capture_output=True,
-                              text=True, env=env, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "mtl_registry", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
 
     proc = mtlreg("export", str(tmp_path / "out"), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -30,7 +30,8 @@ def test_every_generated_entity_round_trips_through_the_real_tokenizer(tmp_path:
         for gold, enc in zip(split.values("entities"), split.encoded):
             spans = spans_from_tags(enc, word_tags(enc, gold))
             assert [(s["start"], s["end"], s["label"]) for s in spans] == [
-                (g["start"], g["end"], g["label"]) for g in gold]
+                (g["start"], g["end"], g["label"]) for g in gold
+            ]
             checked += len(gold)
     assert checked > 1000
 
@@ -39,7 +40,9 @@ def test_short_joint_training_on_the_packaged_encoder_predicts(tmp_path: Path):
     generate(tmp_path / "d", seed=0, n_train=64, n_dev=16, n_test=16)
     registry = Registry(tmp_path / "reg")
     registry.init(packaged_encoder_path())
-    specs = [TaskSpec(name=t, head_type=t, data=tmp_path / "d") for t in ("intent", "sentiment", "ner")]
+    specs = [
+        TaskSpec(name=t, head_type=t, data=tmp_path / "d") for t in ("intent", "sentiment", "ner")
+    ]
     train(registry, specs, TrainConfig(max_steps=4, batch_size=16), progress=False)
     [result] = Runtime(registry).predict(["where is my order MA-48213907??"])
     assert set(result["predictions"]) == {"intent", "sentiment", "ner"}

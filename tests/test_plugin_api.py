@@ -46,10 +46,16 @@ def lenient(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MTLREG_LOAD_PLUGINS", raising=False)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, python: str = sys.executable,
-            ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([python, "-m", "mtl_registry", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, python: str = sys.executable, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [python, "-m", "mtl_registry", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
     assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
     return proc
 
@@ -84,8 +90,12 @@ def rating_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 @pytest.fixture(scope="module")
-def rating_registry(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, manga_data: Path,
-                    rating_plugin: Callable[[], None]) -> Path:
+def rating_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_bert: Path,
+    manga_data: Path,
+    rating_plugin: Callable[[], None],
+) -> Path:
     """intent (built-in) + csat (the doc example) trained jointly and published."""
     root = tmp_path_factory.mktemp("rating")
     csat = root / "csat"
@@ -94,8 +104,10 @@ def rating_registry(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, m
     registry.init(tiny_bert)
     rating_plugin()
     try:
-        specs = [TaskSpec(name="intent", head_type="intent", data=manga_data),
-                 TaskSpec(name="csat", head_type="rating", data=csat)]
+        specs = [
+            TaskSpec(name="intent", head_type="intent", data=manga_data),
+            TaskSpec(name="csat", head_type="rating", data=csat),
+        ]
         train(registry, specs, TrainConfig(epochs=1, batch_size=16, max_steps=3), progress=False)
     finally:
         host.cache_clear()
@@ -129,8 +141,10 @@ def test_doc_example_plugin_predicts_beside_a_builtin_head(
 def test_head_whose_plugin_is_missing_names_the_package(rating_registry: Path) -> None:
     host.cache_clear()  # a fresh host: installed entry points only, no doc example
     assert "rating" not in host().head_type_names
-    message = ("head type 'rating' comes from the plugin package mtl-rating-head "
-               "(version 0.1.0), which is not installed: pip install mtl-rating-head")
+    message = (
+        "head type 'rating' comes from the plugin package mtl-rating-head "
+        "(version 0.1.0), which is not installed: pip install mtl-rating-head"
+    )
     with pytest.raises(PluginError, match=re.escape(message)):
         Runtime(Registry(rating_registry))
     with pytest.raises(PluginError, match=re.escape(message)):
@@ -153,22 +167,42 @@ def test_ordinal_package_is_discovered_through_its_entry_point_after_pip_install
     ).strip()
     host_site = sysconfig.get_paths()["purelib"]
     (Path(site) / "host_env.pth").write_text(f"import site; site.addsitedir({host_site!r})\n")
-    source = shutil.copytree(ORDINAL, tmp_path / "src",  # build there, not in the checkout
-                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    source = shutil.copytree(
+        ORDINAL,
+        tmp_path / "src",  # build there, not in the checkout
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
+    )
     pip = subprocess.run(
-        [python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "-q", str(source)],
-        capture_output=True, text=True, timeout=300)
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stdout + pip.stderr
 
     version = re.search(r'^version = "(.+)"$', (ORDINAL / "pyproject.toml").read_text(), re.M)[1]
     listing = {p["name"]: p for p in json.loads(run_cli("plugins", "--json", python=python).stdout)}
     ordinal = listing["ordinal"]
     assert (ordinal["distribution"], ordinal["version"], ordinal["status"]) == (
-        "mtl-ordinal-head", version, "loaded")
+        "mtl-ordinal-head",
+        version,
+        "loaded",
+    )
     assert ordinal["location"].startswith(site)  # the copy pip just installed
     assert ordinal["head_types"] == [
-        {"name": "ordinal", "level": "sentence", "field": "csat", "primary_metric": "spearman"}]
+        {"name": "ordinal", "level": "sentence", "field": "csat", "primary_metric": "spearman"}
+    ]
     assert ordinal["api_version"] == PLUGIN_API_VERSION
     builtin = listing["builtin"]
     assert builtin["distribution"] == "mtl-registry" and builtin["status"] == "loaded"
@@ -192,8 +226,20 @@ def test_generated_csat_data_trains_with_the_ordinal_head_from_the_cli(
     registry = Registry(tmp_path / "reg")
     registry.init(tiny_bert)
     generate_csat(tmp_path / "csat", n_train=96, n_dev=32, n_test=32)  # the CLI's scenario
-    run_cli("--registry", str(registry.root), "train", "--task", f"csat={tmp_path / 'csat'}",
-            "--head-type", "csat=ordinal", "--max-steps", "3", "--batch-size", "16", "--quiet")
+    run_cli(
+        "--registry",
+        str(registry.root),
+        "train",
+        "--task",
+        f"csat={tmp_path / 'csat'}",
+        "--head-type",
+        "csat=ordinal",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--quiet",
+    )
     manifest = registry.active_head("csat")
     assert manifest.head_type == "ordinal" and manifest.plugin.name == "mtl-ordinal-head"
     assert manifest.labels == ["1", "2", "3", "4", "5"]
@@ -206,8 +252,9 @@ def test_generated_csat_data_trains_with_the_ordinal_head_from_the_cli(
 
 
 # ---- broken plugins, as `mtlreg plugins` lists them --------------------------------------------
-def fake_distribution(root: Path, dist: str, entry: str, module: str = "",
-                      source: str = "") -> None:
+def fake_distribution(
+    root: Path, dist: str, entry: str, module: str = "", source: str = ""
+) -> None:
     """An installed distribution: dist-info with an entry point, and its module beside it."""
     info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
@@ -220,8 +267,12 @@ def fake_distribution(root: Path, dist: str, entry: str, module: str = "",
 @pytest.fixture
 def broken_site(tmp_path: Path) -> Path:
     fake_distribution(tmp_path, "import-broken-heads", "import_broken = mtlreg_no_such_module")
-    fake_distribution(tmp_path, "invalid-heads", "invalid = mtlreg_invalid_heads",
-                      "mtlreg_invalid_heads", """
+    fake_distribution(
+        tmp_path,
+        "invalid-heads",
+        "invalid = mtlreg_invalid_heads",
+        "mtlreg_invalid_heads",
+        """
         from mtl_registry.heads.intent import IntentHead
         from mtl_registry.hookspecs import hookimpl
 
@@ -232,14 +283,20 @@ def broken_site(tmp_path: Path) -> Path:
         @hookimpl
         def register_head_types(register):
             register(DocHead())
-    """)
-    fake_distribution(tmp_path, "future-heads", "future = mtlreg_future_heads",
-                      "mtlreg_future_heads", """
+    """,
+    )
+    fake_distribution(
+        tmp_path,
+        "future-heads",
+        "future = mtlreg_future_heads",
+        "mtlreg_future_heads",
+        """
         MTLREG_PLUGIN_API = 99
 
         def register_head_types(register):
             raise AssertionError("never called: the API version is refused first")
-    """)
+    """,
+    )
     return tmp_path
 
 
@@ -252,7 +309,7 @@ def test_broken_plugins_are_skipped_listed_as_failed_and_fatal_in_strict_mode(
     reasons = {
         "import_broken": "ModuleNotFoundError: No module named 'mtlreg_no_such_module'",
         "invalid": "head type DocHead: field 'level': Input should be 'sentence' or 'token' "
-                   "(got 'document')",
+        "(got 'document')",
         "future": "targets plugin API 99, but mtl-registry 0.1.0 supports API 1",
     }
     for name, reason in reasons.items():
@@ -277,7 +334,8 @@ def test_load_plugins_variable_chooses_distributions(
     h.load_entry_points()  # no warning: nothing broken was loaded
     assert {n: p.status for n, p in h.plugins.items() if n != "builtin"} == dict.fromkeys(
         ["future", "import_broken", "invalid"] + (["ordinal"] if "ordinal" in h.plugins else []),
-        "disabled")
+        "disabled",
+    )
     assert h.plugins["builtin"].status == "loaded"
     monkeypatch.setenv("MTLREG_LOAD_PLUGINS", "Future_Heads")  # normalised like pip does
     h = PluginHost()
@@ -290,8 +348,9 @@ def test_load_plugins_variable_chooses_distributions(
 class Registers:
     """A plugin object whose hooks register the given head types and strategies."""
 
-    def __init__(self, heads: tuple[Any, ...] = (), strategies: tuple[Any, ...] = (),
-                 api: Any = None) -> None:
+    def __init__(
+        self, heads: tuple[Any, ...] = (), strategies: tuple[Any, ...] = (), api: Any = None
+    ) -> None:
         self.heads, self.strategies = heads, strategies
         if api is not None:
             self.MTLREG_PLUGIN_API = api
@@ -312,9 +371,15 @@ def head(**attrs: Any) -> IntentHead:
 
 
 # every IntentHead method, but no primary_metric: a HeadType subclass that forgot one attribute
-NoPrimaryMetric = type("NoPrimaryMetric", (HeadType,), {
-    **{k: v for k, v in vars(IntentHead).items() if not k.startswith("__")},
-    "name": "no_metric", "primary_metric": None})
+NoPrimaryMetric = type(
+    "NoPrimaryMetric",
+    (HeadType,),
+    {
+        **{k: v for k, v in vars(IntentHead).items() if not k.startswith("__")},
+        "name": "no_metric",
+        "primary_metric": None,
+    },
+)
 del NoPrimaryMetric.primary_metric
 
 
@@ -329,30 +394,45 @@ NoGradients = type("NoGradients", (Strategy,), {"name": "no_gradients", "weights
 
 
 INVALID = {
-    "level": (Registers(heads=(head(level="document"),)),
-              "head type OddHead: field 'level': Input should be 'sentence' or 'token' "
-              "(got 'document')"),
-    "name": (Registers(heads=(head(name="Odd Head"),)),
-             "field 'name': String should match pattern"),
-    "reserved field": (Registers(heads=(head(field="text"),)),
-                       "field 'field': Value error, 'text' is reserved by the data loader"),
-    "missing attribute": (Registers(heads=(NoPrimaryMetric(),)),
-                          "field 'primary_metric': Field required"),
-    "method signature": (Registers(heads=(OneArgParse(),)),
-                         "field 'parse': must accept (value, text), but it takes (value)"),
-    "abstract strategy": (Registers(strategies=(NoGradients,)),
-                          "strategy NoGradients: field 'fill_gradients': not implemented"),
-    "strategy name": (Registers(strategies=(type("Fast", (EqualWeights,), {"name": "Fast!"}),)),
-                      "strategy Fast: field 'name': String should match pattern"),
+    "level": (
+        Registers(heads=(head(level="document"),)),
+        "head type OddHead: field 'level': Input should be 'sentence' or 'token' (got 'document')",
+    ),
+    "name": (
+        Registers(heads=(head(name="Odd Head"),)),
+        "field 'name': String should match pattern",
+    ),
+    "reserved field": (
+        Registers(heads=(head(field="text"),)),
+        "field 'field': Value error, 'text' is reserved by the data loader",
+    ),
+    "missing attribute": (
+        Registers(heads=(NoPrimaryMetric(),)),
+        "field 'primary_metric': Field required",
+    ),
+    "method signature": (
+        Registers(heads=(OneArgParse(),)),
+        "field 'parse': must accept (value, text), but it takes (value)",
+    ),
+    "abstract strategy": (
+        Registers(strategies=(NoGradients,)),
+        "strategy NoGradients: field 'fill_gradients': not implemented",
+    ),
+    "strategy name": (
+        Registers(strategies=(type("Fast", (EqualWeights,), {"name": "Fast!"}),)),
+        "strategy Fast: field 'name': String should match pattern",
+    ),
     "strategy options": (
         Registers(strategies=(type("Opt", (EqualWeights,), {"name": "opt", "Options": object}),)),
-        "strategy Opt: field 'Options': Input should be a subclass of BaseModel"),
+        "strategy Opt: field 'Options': Input should be a subclass of BaseModel",
+    ),
 }
 
 
 @pytest.mark.parametrize(("plugin", "reason"), INVALID.values(), ids=list(INVALID))
-def test_invalid_registration_names_plugin_and_field(plugin: Registers, reason: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_registration_names_plugin_and_field(
+    plugin: Registers, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = PluginHost()
     with pytest.warns(UserWarning) as record:
         h.add_plugin(plugin, "odd", "odd-heads", "1.0")
@@ -407,8 +487,9 @@ def test_plugin_name_taken_twice_keeps_the_first() -> None:
 
 
 def test_head_type_now_from_another_distribution_warns() -> None:
-    with pytest.warns(UserWarning, match="was built with old-heads 1.0; using the one from "
-                                         "mtl-registry"):
+    with pytest.warns(
+        UserWarning, match="was built with old-heads 1.0; using the one from mtl-registry"
+    ):
         head_type, ref = host().head_type("intent", PluginRef(name="old-heads", version="1.0"))
     assert isinstance(head_type, IntentHead) and ref.name == "mtl-registry"
 
@@ -423,12 +504,19 @@ def test_declared_api_version_is_recorded_and_defaults_to_1() -> None:
     assert h.plugins["silent"].api_version == 1
 
 
-@pytest.mark.parametrize(("api", "reason"), [
-    (2, "targets plugin API 2, but mtl-registry 0.1.0 supports API 1: install a release of "
-        "the plugin made for API 1, or an mtl-registry that supports API 2"),
-    ("1", "field 'MTLREG_PLUGIN_API': must be an integer plugin API version, got '1'"),
-    (True, "must be an integer plugin API version, got True"),
-], ids=["unsupported", "string", "bool"])
+@pytest.mark.parametrize(
+    ("api", "reason"),
+    [
+        (
+            2,
+            "targets plugin API 2, but mtl-registry 0.1.0 supports API 1: install a release of "
+            "the plugin made for API 1, or an mtl-registry that supports API 2",
+        ),
+        ("1", "field 'MTLREG_PLUGIN_API': must be an integer plugin API version, got '1'"),
+        (True, "must be an integer plugin API version, got True"),
+    ],
+    ids=["unsupported", "string", "bool"],
+)
 def test_unsupported_api_version_is_refused_before_any_hook_runs(
     api: Any, reason: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,8 +47,9 @@ def lenient(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MTLREG_STRICT_PLUGINS", raising=False)
 
 
-def fake_distribution(root: Path, dist: str, entry: str, module: str | None = None,
-                      source: str = "") -> None:
+def fake_distribution(
+    root: Path, dist: str, entry: str, module: str | None = None, source: str = ""
+) -> None:
     """An installed distribution on sys.path: dist-info with an entry point, and its module."""
     info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
@@ -66,7 +67,11 @@ def test_builtin_plugin_is_discovered_through_its_entry_point() -> None:
     assert host() is h
     info = h.plugins["builtin"]
     assert (info.distribution, info.version, info.status, info.error) == (
-        "mtl-registry", version("mtl-registry"), "loaded", None)
+        "mtl-registry",
+        version("mtl-registry"),
+        "loaded",
+        None,
+    )
     assert sorted(info.head_types) == ["intent", "ner", "sentiment"]
     assert {"equal", "uncertainty"} <= set(info.strategies)
     assert h.pm.get_plugin("builtin") is builtin_plugin
@@ -82,7 +87,12 @@ def test_third_party_distribution_is_discovered_and_credited(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = "csat_heads_for_test"
-    fake_distribution(tmp_path, "csat-heads", f"csat = {module}", module, """
+    fake_distribution(
+        tmp_path,
+        "csat-heads",
+        f"csat = {module}",
+        module,
+        """
         from mtl_registry.heads.intent import IntentHead
         from mtl_registry.hookspecs import hookimpl
 
@@ -93,7 +103,8 @@ def test_third_party_distribution_is_discovered_and_credited(
         @hookimpl
         def register_head_types(register):
             register(CsatHead())
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, module, raising=False)
     h = PluginHost()
@@ -113,8 +124,11 @@ def test_plugin_that_fails_to_import_is_skipped_and_reported(
     fake_distribution(tmp_path, "broken-heads", "broken = no_such_module_for_mtlreg_test")
     monkeypatch.syspath_prepend(str(tmp_path))
     h = PluginHost()
-    with pytest.warns(UserWarning, match=r"plugin 'broken' from broken-heads 1\.0 skipped: "
-                                         r"ModuleNotFoundError"):
+    with pytest.warns(
+        UserWarning,
+        match=r"plugin 'broken' from broken-heads 1\.0 skipped: "
+        r"ModuleNotFoundError",
+    ):
         h.load_entry_points()
     assert h.plugins["broken"].status == "failed"
     assert "no_such_module_for_mtlreg_test" in h.plugins["broken"].error
@@ -132,7 +146,10 @@ def test_valid_in_process_plugin_is_loaded_and_credited() -> None:
     h.add_plugin(Registers(Intent2()), "extra", "extra-heads", "2.0")
     info = h.plugins["extra"]
     assert (info.status, info.head_types, info.ref) == (
-        "loaded", ["intent2"], PluginRef(name="extra-heads", version="2.0"))
+        "loaded",
+        ["intent2"],
+        PluginRef(name="extra-heads", version="2.0"),
+    )
     head_type, ref = h.head_type("intent2")
     assert isinstance(head_type, Intent2) and ref.name == "extra-heads"
 

@@ -43,8 +43,14 @@ def head_folder(parent: Path, name: str = "head", value: float = 0.0) -> Path:
 
 
 def draft(task: str, fingerprint: str | None, **kw) -> HeadDraft:
-    return HeadDraft(task=task, head_type="intent", plugin=PLUGIN, labels=["a", "b"],
-                     encoder_fingerprint=fingerprint, **kw)
+    return HeadDraft(
+        task=task,
+        head_type="intent",
+        plugin=PLUGIN,
+        labels=["a", "b"],
+        encoder_fingerprint=fingerprint,
+        **kw,
+    )
 
 
 def flip_last_byte(path: Path) -> None:
@@ -65,8 +71,10 @@ def publish_worker(root: str, folder: str, fingerprint: str, n: int, barrier) ->
     reg = Registry(root)
     barrier.wait()
     for i in range(n):
-        reg.publish([(draft("intent", fingerprint, metrics={"pid": os.getpid(), "i": i}),
-                      Path(folder))], reason=f"worker {os.getpid()}")
+        reg.publish(
+            [(draft("intent", fingerprint, metrics={"pid": os.getpid(), "i": i}), Path(folder))],
+            reason=f"worker {os.getpid()}",
+        )
 
 
 def publish_forever(root: str, folder: str, fingerprint: str) -> None:
@@ -217,8 +225,9 @@ def test_publish_with_activate_sets_pointers_and_appends_history(
 ) -> None:
     folder = head_folder(tmp_path)
     gen0 = reg.active().generation
-    reg.publish([(draft("intent", fp, metrics={"accuracy": 0.9}), folder)], activate=True,
-                reason="first")
+    reg.publish(
+        [(draft("intent", fp, metrics={"accuracy": 0.9}), folder)], activate=True, reason="first"
+    )
     state = reg.active()
     assert state.heads == {"intent": 1} and state.encoder == fp
     assert state.generation == gen0 + 1
@@ -230,9 +239,12 @@ def test_publish_with_activate_sets_pointers_and_appends_history(
     actions = [(e.action, e.task) for e in reg.history()]
     assert actions == [
         ("init", None),
-        ("publish", "intent"), ("activate", None),
-        ("publish", "sentiment"), ("activate", None),
-        ("publish", "ner"), ("activate", None),
+        ("publish", "intent"),
+        ("activate", None),
+        ("publish", "sentiment"),
+        ("activate", None),
+        ("publish", "ner"),
+        ("activate", None),
     ]
     first_publish = reg.history()[1]
     assert first_publish.metrics == {"accuracy": 0.9} and first_publish.reason == "first"
@@ -243,8 +255,12 @@ def test_publish_with_new_encoder_activates_both_together(
     tmp_path: Path, tiny_bert: Path, reg: Registry, fp: str
 ) -> None:
     changed = copy_encoder(tiny_bert, tmp_path / "trained", flip=True)
-    enc, [head] = reg.publish([(draft("intent", None), head_folder(tmp_path))],
-                              encoder_dir=changed, encoder_parent=fp, activate=True)
+    enc, [head] = reg.publish(
+        [(draft("intent", None), head_folder(tmp_path))],
+        encoder_dir=changed,
+        encoder_parent=fp,
+        activate=True,
+    )
     assert enc is not None and enc.parent == fp and enc.source == "trained"
     assert head.encoder_fingerprint == enc.fingerprint
     assert reg.active().encoder == enc.fingerprint and reg.active().heads == {"intent": 1}
@@ -262,7 +278,13 @@ def test_activate_moves_pointer_and_records_from_and_to(
     assert state.heads == {"intent": 2} and reg.active() == state
     last = reg.history()[-1]
     assert (last.action, last.task, last.from_, last.to, last.reason, last.metrics) == (
-        "activate", "intent", 1, 2, "better", {"accuracy": 0.5})
+        "activate",
+        "intent",
+        1,
+        2,
+        "better",
+        {"accuracy": 0.5},
+    )
     reg.activate("intent", 1)
     assert reg.active().heads == {"intent": 1}
 
@@ -394,9 +416,10 @@ def test_two_processes_publishing_one_task_get_versions_1_to_10(
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)
     procs = [
-        ctx.Process(target=publish_worker,
-                    args=(str(reg.root), str(head_folder(tmp_path, f"h{i}", float(i))), fp, 5,
-                          barrier))
+        ctx.Process(
+            target=publish_worker,
+            args=(str(reg.root), str(head_folder(tmp_path, f"h{i}", float(i))), fp, 5, barrier),
+        )
         for i in range(2)
     ]
     for p in procs:

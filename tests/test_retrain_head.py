@@ -40,8 +40,14 @@ def test_retrain_head_leaves_encoder_and_other_heads_bit_identical(registry_copy
     encoder_files = file_checksums(registry.encoder_dir(fp))
     before = _raw_logits(registry_copy)
 
-    result = retrain_head(registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=3),
-                          activate=True, progress=False)
+    result = retrain_head(
+        registry,
+        "sentiment",
+        sentiment_v2,
+        HeadTrainConfig(epochs=3),
+        activate=True,
+        progress=False,
+    )
 
     assert registry.active().encoder == fp
     assert file_checksums(registry.encoder_dir(fp)) == encoder_files
@@ -57,17 +63,20 @@ def test_retrain_head_leaves_encoder_and_other_heads_bit_identical(registry_copy
     assert set(result.comparison["new"]) >= {"micro_f1", "macro_f1"}
 
 
-def test_retrain_without_activate_publishes_but_keeps_the_active_version(registry_copy,
-                                                                        sentiment_v2):
+def test_retrain_without_activate_publishes_but_keeps_the_active_version(
+    registry_copy, sentiment_v2
+):
     registry = Registry(registry_copy)
-    result = retrain_head(registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=1),
-                          progress=False)
+    result = retrain_head(
+        registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=1), progress=False
+    )
     assert result.manifest.version == 2 and not result.activated
     assert registry.active().heads["sentiment"] == 1
 
 
-def test_second_retrain_on_same_data_never_runs_the_encoder(registry_copy, sentiment_v2,
-                                                             monkeypatch):
+def test_second_retrain_on_same_data_never_runs_the_encoder(
+    registry_copy, sentiment_v2, monkeypatch
+):
     calls = []
     real_forward = SharedEncoder.forward
 
@@ -77,12 +86,14 @@ def test_second_retrain_on_same_data_never_runs_the_encoder(registry_copy, senti
 
     monkeypatch.setattr(SharedEncoder, "forward", counting_forward)
     registry = Registry(registry_copy)
-    first = retrain_head(registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=1),
-                         progress=False)
+    first = retrain_head(
+        registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=1), progress=False
+    )
     assert len(calls) == first.encoder_batches > 0
     calls.clear()
-    second = retrain_head(registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=1),
-                          progress=False)
+    second = retrain_head(
+        registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=1), progress=False
+    )
     assert calls == [] and second.encoder_batches == 0
     assert first.comparison["new"] == second.comparison["new"]  # same features, same seed
 
@@ -100,8 +111,14 @@ def test_dropping_a_label_needs_allow_label_removal(registry_copy, sentiment_v2,
     with pytest.raises(MtlRegError, match=r"no examples of \['urgency'\].*--allow-label-removal"):
         retrain_head(registry, "sentiment", reduced, HeadTrainConfig(epochs=1), progress=False)
     assert registry.head_versions("sentiment") == [1]
-    result = retrain_head(registry, "sentiment", reduced, HeadTrainConfig(epochs=1),
-                          allow_label_removal=True, progress=False)
+    result = retrain_head(
+        registry,
+        "sentiment",
+        reduced,
+        HeadTrainConfig(epochs=1),
+        allow_label_removal=True,
+        progress=False,
+    )
     assert result.removed_labels == ["urgency"] and "urgency" not in result.manifest.labels
     assert result.added_labels == ["gratitude"]
 
@@ -114,8 +131,9 @@ def test_runtime_refuses_a_head_trained_on_another_encoder(registry_copy):
     folder = registry.head_dir("sentiment", 1)
     from mtl_registry.registry import HeadDraft
 
-    draft = HeadDraft(**current.model_dump(include=set(HeadDraft.model_fields)) | {
-        "encoder_fingerprint": base})
+    draft = HeadDraft(
+        **current.model_dump(include=set(HeadDraft.model_fields)) | {"encoder_fingerprint": base}
+    )
     _, [foreign] = registry.publish([(draft, folder)])
     assert runtime.swap("sentiment", foreign.version) is False
     error = runtime.swaps["sentiment"].error
@@ -126,14 +144,25 @@ def test_runtime_refuses_a_head_trained_on_another_encoder(registry_copy):
     assert status["version"] == 1 and status["last_swap_error"] == error
 
 
-def test_new_label_is_predicted_after_retrain_on_packaged_encoder(tmp_path, manga_data,
-                                                                  sentiment_v2):
+def test_new_label_is_predicted_after_retrain_on_packaged_encoder(
+    tmp_path, manga_data, sentiment_v2
+):
     registry = Registry(tmp_path / "reg")
     registry.init(packaged_encoder_path())
-    train(registry, [TaskSpec(name="sentiment", head_type="sentiment", data=manga_data)],
-          TrainConfig(max_steps=2, batch_size=16), progress=False)
-    result = retrain_head(registry, "sentiment", sentiment_v2, HeadTrainConfig(epochs=15),
-                          activate=True, progress=False)
+    train(
+        registry,
+        [TaskSpec(name="sentiment", head_type="sentiment", data=manga_data)],
+        TrainConfig(max_steps=2, batch_size=16),
+        progress=False,
+    )
+    result = retrain_head(
+        registry,
+        "sentiment",
+        sentiment_v2,
+        HeadTrainConfig(epochs=15),
+        activate=True,
+        progress=False,
+    )
     assert result.added_labels == ["gratitude"]
     assert result.comparison["new"]["per_label_f1"]["gratitude"] > 0.25
     [pred] = Runtime(registry).predict(["thank you so much, you guys are the best!!"])

@@ -49,9 +49,25 @@ def server(registry_copy: Path, tmp_path: Path) -> Iterator[tuple[str, Registry]
     port = _free_port()
     env = {**os.environ, "MTLREG_REGISTRY": str(registry_copy)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mtl_registry", "serve", "--port", str(port), "--max-texts", "8",
-         "--max-chars", "300", "--poll-interval", "0.1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "mtl_registry",
+            "serve",
+            "--port",
+            str(port),
+            "--max-texts",
+            "8",
+            "--max-chars",
+            "300",
+            "--poll-interval",
+            "0.1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -116,7 +132,11 @@ def test_swaps_under_concurrent_load_fail_no_request_and_never_mix_versions(serv
     assert len(seen) > 20 and {v["sentiment"] for v in seen} == {1, 2}
     assert max(delays) < 2.0
     heads = call(f"{base}/heads")[1]
-    assert {(h["task"], h["version"]) for h in heads} == {("intent", 1), ("ner", 1), ("sentiment", 1)}
+    assert {(h["task"], h["version"]) for h in heads} == {
+        ("intent", 1),
+        ("ner", 1),
+        ("sentiment", 1),
+    }
     assert all(h["last_swap_error"] is None for h in heads)
 
 

@@ -29,8 +29,9 @@ from mtl_registry.training.trainer import JointTrainer
 TASKS = ("intent", "sentiment", "ner")
 
 
-def _linear_losses(grads: dict[str, list[float]], values: dict[str, float] | None = None
-                   ) -> tuple[nn.Parameter, dict[str, torch.Tensor]]:
+def _linear_losses(
+    grads: dict[str, list[float]], values: dict[str, float] | None = None
+) -> tuple[nn.Parameter, dict[str, torch.Tensor]]:
     """Losses L_t = v_t + g_t · w at w = 0: value v_t and gradient exactly g_t."""
     w = nn.Parameter(torch.zeros(len(next(iter(grads.values()))), dtype=torch.float64))
     values = values or dict.fromkeys(grads, 1.0)
@@ -104,8 +105,11 @@ def test_pcgrad_combined_gradient_has_no_negative_inner_product_with_any_task():
     for seed in range(5):  # every task order
         torch.manual_seed(seed)
         w, losses = _linear_losses(original)
-        assert any(torch.tensor(original[x]) @ torch.tensor(original[y]) < 0
-                   for x in original for y in original)
+        assert any(
+            torch.tensor(original[x]) @ torch.tensor(original[y]) < 0
+            for x in original
+            for y in original
+        )
         PCGrad(list(original)).backward(losses, _shared(w))
         for g in original.values():
             assert float(w.grad @ torch.tensor(g, dtype=torch.float64)) >= -1e-12
@@ -123,8 +127,10 @@ def test_pcgrad_equals_the_plain_sum_when_nothing_conflicts():
 def test_pcgrad_updates_shared_once_and_heads_with_their_own_task_only():
     w = nn.Parameter(torch.zeros(2))
     head_a, head_b = nn.Parameter(torch.tensor(2.0)), nn.Parameter(torch.tensor(3.0))
-    losses = {"a": head_a * (torch.tensor([1.0, 0.0]) @ w + 1),
-              "b": head_b * (torch.tensor([-1.0, 1.0]) @ w + 1)}
+    losses = {
+        "a": head_a * (torch.tensor([1.0, 0.0]) @ w + 1),
+        "b": head_b * (torch.tensor([-1.0, 1.0]) @ w + 1),
+    }
     PCGrad(["a", "b"]).backward(losses, _shared(w, [head_a, head_b]))
     assert head_a.grad.item() == 1.0 and head_b.grad.item() == 1.0  # dL_t/dhead_t at w = 0
     g1, g2 = torch.tensor([2.0, 0.0]), torch.tensor([-3.0, 3.0])
@@ -171,8 +177,9 @@ def _two_task_problem(seed: int = 0) -> tuple[nn.Module, nn.ModuleDict, torch.Te
     return shared, heads, x, targets
 
 
-def _losses(shared: nn.Module, heads: nn.ModuleDict, x: torch.Tensor, targets: dict
-            ) -> dict[str, torch.Tensor]:
+def _losses(
+    shared: nn.Module, heads: nn.ModuleDict, x: torch.Tensor, targets: dict
+) -> dict[str, torch.Tensor]:
     h = torch.relu(shared(x))
     return {t: nn.functional.mse_loss(heads[t](h), targets[t]) for t in heads}
 
@@ -180,8 +187,11 @@ def _losses(shared: nn.Module, heads: nn.ModuleDict, x: torch.Tensor, targets: d
 def test_gradnorm_gives_the_slower_task_more_weight_and_keeps_weights_valid():
     shared, heads, x, targets = _two_task_problem()
     strategy = GradNorm(["easy", "hard"])
-    params = SharedParameters(all=list(shared.parameters()), last_layer=list(shared.parameters()),
-                              heads=list(heads.parameters()))
+    params = SharedParameters(
+        all=list(shared.parameters()),
+        last_layer=list(shared.parameters()),
+        heads=list(heads.parameters()),
+    )
     net = torch.optim.SGD([*shared.parameters(), *heads.parameters()], lr=0.05)
     weights = torch.optim.SGD(strategy.parameters(), lr=0.05)
     first, last = None, None
@@ -216,8 +226,11 @@ def test_gradnorm_network_gets_no_gradient_from_the_gradnorm_loss():
     strategy = GradNorm(["easy", "hard"])
     with torch.no_grad():
         strategy.task_weights.copy_(torch.tensor([0.5, 1.5]))
-    params = SharedParameters(all=list(shared.parameters()), last_layer=list(shared.parameters()),
-                              heads=list(heads.parameters()))
+    params = SharedParameters(
+        all=list(shared.parameters()),
+        last_layer=list(shared.parameters()),
+        heads=list(heads.parameters()),
+    )
     strategy.backward(_losses(shared, heads, x, targets), params)
     got = [p.grad.clone() for p in [*shared.parameters(), *heads.parameters()]]
     assert strategy.task_weights.grad is not None and strategy.task_weights.grad.abs().sum() > 0
@@ -233,16 +246,19 @@ def test_gradnorm_network_gets_no_gradient_from_the_gradnorm_loss():
 def test_gradnorm_measures_on_a_chosen_layer():
     a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
     shared = SharedParameters(all=[a, b], last_layer=[b], named={"layer.0.w": a, "layer.1.w": b})
-    losses = {"x": torch.tensor([1.0, 0.0]) @ a + torch.tensor([0.0, 4.0]) @ b,
-              "y": torch.tensor([0.0, 2.0]) @ a + torch.tensor([1.0, 0.0]) @ b}
+    losses = {
+        "x": torch.tensor([1.0, 0.0]) @ a + torch.tensor([0.0, 4.0]) @ b,
+        "y": torch.tensor([0.0, 2.0]) @ a + torch.tensor([1.0, 0.0]) @ b,
+    }
     stats = GradNorm(["x", "y"], {"layer": "layer.0"}).backward(losses, shared)
     assert stats.scope == "layer.0" and stats.norms == {"x": 1.0, "y": 2.0}
     with pytest.raises(ConfigError, match="layer.1"):
         GradNorm(["x", "y"], {"layer": "layer.9"}).probe(shared)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"alpha": -1}, "alpha"), ({"beta": 2}, "beta"), ({"layer": ""}, "layer")])
+@pytest.mark.parametrize(
+    "options, message", [({"alpha": -1}, "alpha"), ({"beta": 2}, "beta"), ({"layer": ""}, "layer")]
+)
 def test_strategy_options_are_validated(options, message):
     with pytest.raises(ConfigError, match=message):
         GradNorm(["a", "b"], options)
@@ -258,8 +274,8 @@ def test_every_strategy_reports_cosines_norms_and_conflicts():
     for cls in (EqualWeights, UncertaintyWeights, GradNorm, PCGrad):
         w, losses = _linear_losses(grads)
         stats = cls(list(grads)).backward(losses, _shared(w))
-        assert stats.norms == pytest.approx({"a": 1.0, "b": 2 ** 0.5, "c": 2.0})
-        assert stats.cosines == pytest.approx({"a/b": -(0.5 ** 0.5), "a/c": 0.0, "b/c": 0.5 ** 0.5})
+        assert stats.norms == pytest.approx({"a": 1.0, "b": 2**0.5, "c": 2.0})
+        assert stats.cosines == pytest.approx({"a/b": -(0.5**0.5), "a/c": 0.0, "b/c": 0.5**0.5})
         assert stats.conflicts == {"a/b": True, "a/c": False, "b/c": False}
         tally = ConflictTally()
         tally.add(stats)
@@ -267,8 +283,9 @@ def test_every_strategy_reports_cosines_norms_and_conflicts():
         assert tally.rates == {"a/b": 1.0, "a/c": 0.0, "b/c": 0.0}
 
 
-def test_joint_training_logs_conflicts_and_draws_plots_for_every_strategy(tmp_path, tiny_bert,
-                                                                          manga_data):
+def test_joint_training_logs_conflicts_and_draws_plots_for_every_strategy(
+    tmp_path, tiny_bert, manga_data
+):
     # the training loop alone (publishing is covered by test_training.py), to stay fast
     registry = Registry(tmp_path / "reg")
     registry.init(tiny_bert)
@@ -287,12 +304,18 @@ def test_joint_training_logs_conflicts_and_draws_plots_for_every_strategy(tmp_pa
             assert all(-1 <= c <= 1 for c in s["cosine"].values())
             assert set(s["grad_norm"]) == set(s["weight"]) == set(TASKS)
             assert all(n > 0 for n in s["grad_norm"].values())
-        assert steps[0]["grad_scope"] == ("all_shared" if strategy == "pcgrad" else
-                                          "last_layer" if strategy == "gradnorm" else "last_linear")
+        assert steps[0]["grad_scope"] == (
+            "all_shared"
+            if strategy == "pcgrad"
+            else "last_layer"
+            if strategy == "gradnorm"
+            else "last_linear"
+        )
         summary = json.loads((run_dir / "summary.json").read_text())
         assert set(summary["conflict_rate"]) == pairs
         assert summary["conflict_rate"]["intent/ner"] == pytest.approx(
-            sum(s["conflict"]["intent/ner"] for s in steps) / 3, abs=1e-4)
+            sum(s["conflict"]["intent/ner"] for s in steps) / 3, abs=1e-4
+        )
         for name in ("weights.png", "losses.png", "conflicts.png"):
             png = Path(run_dir / name).read_bytes()
             assert png.startswith(b"\x89PNG") and len(png) > 5000

@@ -28,16 +28,22 @@ def _split_by_task(src: Path, out: Path) -> dict[str, Path]:
             with open(d / f"{split}.jsonl", "w") as fh:
                 for i, r in enumerate(rows):
                     if i % 3 == TASKS.index(task) or split != "train":
-                        fh.write(json.dumps({"text": r["text"], field[task]: r[field[task]]}) + "\n")
+                        fh.write(
+                            json.dumps({"text": r["text"], field[task]: r[field[task]]}) + "\n"
+                        )
         dirs[task] = d
     return dirs
 
 
-def test_joint_training_publishes_new_encoder_and_one_head_per_task(tmp_path, tiny_bert, manga_data):
+def test_joint_training_publishes_new_encoder_and_one_head_per_task(
+    tmp_path, tiny_bert, manga_data
+):
     registry = Registry(tmp_path / "reg")
     base = registry.init(tiny_bert)
     specs = [TaskSpec(name=t, head_type=t, data=manga_data) for t in TASKS]
-    result = train(registry, specs, TrainConfig(epochs=1, batch_size=16, max_steps=6), progress=False)
+    result = train(
+        registry, specs, TrainConfig(epochs=1, batch_size=16, max_steps=6), progress=False
+    )
 
     active = registry.active()
     assert active.encoder == result.encoder.fingerprint != base.fingerprint
@@ -65,7 +71,9 @@ def test_tasks_from_separate_datasets_each_step_sees_every_task(tmp_path, tiny_b
     registry = Registry(tmp_path / "reg")
     registry.init(tiny_bert)
     specs = [TaskSpec(name=t, head_type=t, data=d) for t, d in dirs.items()]
-    result = train(registry, specs, TrainConfig(epochs=1, batch_size=12, max_steps=5), progress=False)
+    result = train(
+        registry, specs, TrainConfig(epochs=1, batch_size=12, max_steps=5), progress=False
+    )
     steps = [json.loads(x) for x in (result.run_dir / "steps.jsonl").read_text().splitlines()]
     assert all(set(s["loss"]) == set(TASKS) for s in steps if "loss" in s)
     assert result.test is not None and set(result.test["tasks"]) == set(TASKS)
@@ -85,10 +93,16 @@ def test_sampler_adds_a_labelled_example_when_a_task_would_be_missing():
 def test_training_works_on_a_distilbert_encoder(tmp_path, tiny_distilbert, manga_data):
     registry = Registry(tmp_path / "reg")
     registry.init(tiny_distilbert)
-    specs = [TaskSpec(name="intent", head_type="intent", data=manga_data),
-             TaskSpec(name="ner", head_type="ner", data=manga_data)]
-    result = train(registry, specs, TrainConfig(epochs=1, batch_size=16, max_steps=3,
-                                                strategy="equal"), progress=False)
+    specs = [
+        TaskSpec(name="intent", head_type="intent", data=manga_data),
+        TaskSpec(name="ner", head_type="ner", data=manga_data),
+    ]
+    result = train(
+        registry,
+        specs,
+        TrainConfig(epochs=1, batch_size=16, max_steps=3, strategy="equal"),
+        progress=False,
+    )
     assert registry.encoder_manifest(result.encoder.fingerprint).model_type == "distilbert"
     assert registry.active().heads == {"intent": 1, "ner": 1}
 
@@ -103,6 +117,8 @@ def test_uncertainty_weighting_follows_kendall_formula():
     # d/dL of 0.5·exp(-s)·L + 0.5·s is 0.5·exp(-s); d/ds is -0.5·exp(-s)·L + 0.5
     assert la.grad.item() == pytest.approx(0.5)
     assert lb.grad.item() == pytest.approx(0.5 * torch.exp(torch.tensor(-1.0)).item())
-    expected = torch.tensor([-0.5 * 2.0 + 0.5, -0.5 * torch.exp(torch.tensor(-1.0)).item() * 3 + 0.5])
+    expected = torch.tensor(
+        [-0.5 * 2.0 + 0.5, -0.5 * torch.exp(torch.tensor(-1.0)).item() * 3 + 0.5]
+    )
     assert torch.allclose(strategy.log_vars.grad, expected)
     assert strategy.weights()["b"] == pytest.approx(0.5 * torch.exp(torch.tensor(-1.0)).item())

@@ -17,8 +17,12 @@ from mtl_registry.training import TaskSpec, TrainConfig, train
 
 
 def train_separate(
-    root: Path, data: dict[str, Path], config: TrainConfig | None = None, *,
-    head_types: dict[str, str] | None = None, encoder: Path | None = None,
+    root: Path,
+    data: dict[str, Path],
+    config: TrainConfig | None = None,
+    *,
+    head_types: dict[str, str] | None = None,
+    encoder: Path | None = None,
     progress: bool = False,
 ) -> dict[str, Registry]:
     """One registry per task under `root/<task>`, each fine-tuned on that task alone.
@@ -31,8 +35,13 @@ def train_separate(
         if not (registry.exists() and registry.active().heads):
             registry.init(encoder or packaged_encoder_path())
             spec = TaskSpec(name=task, head_type=(head_types or {}).get(task, task), data=data_dir)
-            train(registry, [spec], config or TrainConfig(), progress=progress,
-                  reason="separate-model baseline")
+            train(
+                registry,
+                [spec],
+                config or TrainConfig(),
+                progress=progress,
+                reason="separate-model baseline",
+            )
         out[task] = registry
     return out
 

@@ -54,10 +54,13 @@ def load_data_dirs(
     for path, fields in by_dir.items():
         parsers = {f: ht.parse for f, ht in fields.items()}
         splits = load_splits(path, parsers, required)
-        out[path] = DataDir(path, {
-            name: Split(split_path(path, name), ds, encoder.tokenize(ds["text"]))
-            for name, ds in splits.items()
-        })
+        out[path] = DataDir(
+            path,
+            {
+                name: Split(split_path(path, name), ds, encoder.tokenize(ds["text"]))
+                for name, ds in splits.items()
+            },
+        )
     return out
 
 
@@ -68,7 +71,9 @@ def check_labels(split: Split, head_type: HeadType, labels: list[str]) -> None:
             try:
                 head_type.check_labels(value, labels)
             except ValueError as exc:
-                raise DataError(str(exc), path=split.path, line=line, field=head_type.field) from exc
+                raise DataError(
+                    str(exc), path=split.path, line=line, field=head_type.field
+                ) from exc
 
 
 def targets(split: Split, head_type: HeadType, labels: list[str]) -> list[torch.Tensor | None]:

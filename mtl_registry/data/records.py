@@ -52,16 +52,18 @@ def read_jsonl(path: Path, parsers: Mapping[str, Parser]) -> Dataset:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=path,
-                            line=n) from exc
+            raise DataError(
+                f"not valid JSON: {exc.msg} (column {exc.colno})", path=path, line=n
+            ) from exc
         if not isinstance(obj, dict):
             raise DataError("a record must be a JSON object", path=path, line=n)
         try:
             text = BaseRecord.model_validate(obj).text
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise DataError(err["msg"], path=path, line=n,
-                            field=".".join(map(str, err["loc"])) or "text") from exc
+            raise DataError(
+                err["msg"], path=path, line=n, field=".".join(map(str, err["loc"])) or "text"
+            ) from exc
         row: dict[str, Any] = {"text": text, "line": n}
         for field, parse in parsers.items():
             value = obj.get(field)
@@ -83,7 +85,9 @@ def split_path(data_dir: Path, split: str) -> Path:
 
 
 def load_splits(
-    data_dir: str | Path, parsers: Mapping[str, Parser], required: tuple[str, ...] = ("train", "dev")
+    data_dir: str | Path,
+    parsers: Mapping[str, Parser],
+    required: tuple[str, ...] = ("train", "dev"),
 ) -> dict[str, Dataset]:
     """The splits present in a data directory; the `required` ones must exist."""
     data_dir = Path(data_dir)
@@ -102,6 +106,10 @@ def load_splits(
 def data_fingerprint(data_dir: str | Path) -> str:
     """Hash of the split files, so a head records exactly which data trained it."""
     data_dir = Path(data_dir)
-    return combined_fingerprint({
-        s: sha256_file(split_path(data_dir, s)) for s in SPLITS if split_path(data_dir, s).is_file()
-    })
+    return combined_fingerprint(
+        {
+            s: sha256_file(split_path(data_dir, s))
+            for s in SPLITS
+            if split_path(data_dir, s).is_file()
+        }
+    )

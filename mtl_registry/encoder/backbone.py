@@ -152,4 +152,3 @@ class SharedEncoder(nn.Module):
         for name in TOKENIZER_FILES:
             if (self.source / name).is_file():
                 shutil.copy2(self.source / name, folder / name)
-

@@ -13,7 +13,9 @@ from mtl_registry.runtime.predictor import Runtime
 
 
 def evaluate(
-    registry: Registry, data: dict[str, Path] | None = None, split: str = "test",
+    registry: Registry,
+    data: dict[str, Path] | None = None,
+    split: str = "test",
     runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Score active heads on `split`. Without `data`, each head uses the data it was trained on."""
@@ -23,7 +25,9 @@ def evaluate(
     task_dirs: dict[str, Path] = {}
     for name in names:
         if name not in heads.manifests:
-            raise RegistryError(f"task '{name}' has no active head; active: {sorted(heads.manifests)}")
+            raise RegistryError(
+                f"task '{name}' has no active head; active: {sorted(heads.manifests)}"
+            )
         manifest = heads.manifests[name]
         source = (data or {}).get(name) or (Path(manifest.data.path) if manifest.data else None)
         if source is None:
@@ -40,5 +44,9 @@ def evaluate(
     report = score_dirs(model, dirs, task_dirs, split)
     assert report is not None  # the split is required above
     versions = heads.versions
-    return {"split": split, "encoder": versions["encoder"],
-            "heads": {n: versions["heads"][n] for n in names}, **report}
+    return {
+        "split": split,
+        "encoder": versions["encoder"],
+        "heads": {n: versions["heads"][n] for n in names},
+        **report,
+    }

@@ -29,10 +29,13 @@ def to_markdown(report: dict[str, Any], title: str = "Evaluation") -> str:
         lines.append("- heads: " + ", ".join(f"{t} v{v}" for t, v in report["heads"].items()))
     lines.append("")
     tasks = report["tasks"]
-    lines += _table(["task", "n", "scores"], [
-        [t, m["n"], ", ".join(f"{k} {_fmt(v)}" for k, v in scalars(m).items())]
-        for t, m in tasks.items()
-    ])
+    lines += _table(
+        ["task", "n", "scores"],
+        [
+            [t, m["n"], ", ".join(f"{k} {_fmt(v)}" for k, v in scalars(m).items())]
+            for t, m in tasks.items()
+        ],
+    )
     joint = report.get("all_tasks_correct")
     if joint:
         lines += [f"Every task right: {joint['share']:.4f} of {joint['n']} texts.", ""]
@@ -41,10 +44,15 @@ def to_markdown(report: dict[str, Any], title: str = "Evaluation") -> str:
             if key == "confusion_matrix":
                 labels = value["labels"]
                 lines += [f"## {task}: confusion matrix (rows gold, columns predicted)", ""]
-                lines += _table(["gold \\ pred", *labels],
-                                [[g, *row] for g, row in zip(labels, value["matrix"])])
-            elif isinstance(value, dict) and value and all(
-                    isinstance(v, (int, float)) for v in value.values()):
+                lines += _table(
+                    ["gold \\ pred", *labels],
+                    [[g, *row] for g, row in zip(labels, value["matrix"])],
+                )
+            elif (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(v, (int, float)) for v in value.values())
+            ):
                 lines += [f"## {task}: {key}", ""]
                 lines += _table(["label", key], [[k, v] for k, v in value.items()])
     return "\n".join(lines)

@@ -20,8 +20,10 @@ def score_split(model: MultiTaskModel, split: Split, tasks: list[str]) -> dict[s
         golds = split.values(task.head_type.field)
         rows = [i for i, g in enumerate(golds) if g is not None]
         metrics = task.head_type.metrics(
-            [golds[i] for i in rows], [preds[i][name] for i in rows],
-            [split.encoded[i] for i in rows], task.labels,
+            [golds[i] for i in rows],
+            [preds[i][name] for i in rows],
+            [split.encoded[i] for i in rows],
+            task.labels,
         )
         result["tasks"][name] = {"n": len(rows), "data": str(split.path), **metrics}
         for i, gold in enumerate(golds):
@@ -51,7 +53,9 @@ def score_dirs(
     for path, data_dir in dirs.items():
         if split not in data_dir.splits:
             return None
-        part = score_split(model, data_dir.splits[split], [t for t, d in task_dirs.items() if d == path])
+        part = score_split(
+            model, data_dir.splits[split], [t for t, d in task_dirs.items() if d == path]
+        )
         report["tasks"].update(part["tasks"])
         if len(dirs) == 1:
             report["all_tasks_correct"] = part["all_tasks_correct"]

@@ -42,21 +42,32 @@ if TYPE_CHECKING:
     from mtl_registry.runtime.onnx_backend import OnnxModel
 
 
-def _draft(model: MultiTaskModel, manifests: dict[str, HeadManifest], precision: str
-           ) -> ExportManifest:
+def _draft(
+    model: MultiTaskModel, manifests: dict[str, HeadManifest], precision: str
+) -> ExportManifest:
     config = model.encoder.model.config
     heads = [
-        ExportedHead(task=n, version=manifests[n].version, head_type=manifests[n].head_type,
-                     plugin=manifests[n].plugin, level=model.tasks[n].head_type.level,
-                     labels=list(model.tasks[n].labels), head_config=manifests[n].head_config,
-                     output=output_name(n), state=f"heads/{n}.safetensors")
+        ExportedHead(
+            task=n,
+            version=manifests[n].version,
+            head_type=manifests[n].head_type,
+            plugin=manifests[n].plugin,
+            level=model.tasks[n].head_type.level,
+            labels=list(model.tasks[n].labels),
+            head_config=manifests[n].head_config,
+            output=output_name(n),
+            state=f"heads/{n}.safetensors",
+        )
         for n in sorted(model.tasks)
     ]
     return ExportManifest(
         encoder_fingerprint=model.encoder.fingerprint or "unregistered",
         model_type=str(getattr(config, "model_type", "unknown")),
-        hidden_size=model.encoder.hidden_size, max_length=model.encoder.max_length,
-        precision=precision, inputs=list(INPUTS), heads=heads,
+        hidden_size=model.encoder.hidden_size,
+        max_length=model.encoder.max_length,
+        precision=precision,
+        inputs=list(INPUTS),
+        heads=heads,
         versions={"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
     )
 
@@ -65,8 +76,9 @@ def onnx_model(path: Path, model: MultiTaskModel, threads: int | None = None) ->
     """A graph file of `model` in ONNX Runtime, decoding with `model`'s own head modules."""
     from mtl_registry.runtime.onnx_backend import OnnxModel
 
-    return OnnxModel.from_graph(path, model.encoder, model.tasks, dict(model.heads.items()),
-                                threads)
+    return OnnxModel.from_graph(
+        path, model.encoder, model.tasks, dict(model.heads.items()), threads
+    )
 
 
 def _max_logit_diff(candidate: OnnxModel, model: MultiTaskModel) -> float:
@@ -86,16 +98,22 @@ def _max_logit_diff(candidate: OnnxModel, model: MultiTaskModel) -> float:
     return worst
 
 
-def fp32_graph(model: MultiTaskModel, work: Path,
-               echo: Echo = lambda _: None) -> tuple[Path, dict[str, int]]:
+def fp32_graph(
+    model: MultiTaskModel, work: Path, echo: Echo = lambda _: None
+) -> tuple[Path, dict[str, int]]:
     """Traced graph, fused when the fused graph still matches PyTorch (else left unfused)."""
     raw, fused = work / "raw.onnx", work / "fused.onnx"
     export_graph(model, raw)
     try:
         config = model.encoder.model.config
         heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", 0)
-        stats = fuse(raw, fused, str(getattr(config, "model_type", "unknown")), int(heads),
-                     model.encoder.hidden_size)
+        stats = fuse(
+            raw,
+            fused,
+            str(getattr(config, "model_type", "unknown")),
+            int(heads),
+            model.encoder.hidden_size,
+        )
     except Exception as exc:  # the fusion tool is best effort on unfamiliar graphs
         echo(f"graph fusion skipped: {type(exc).__name__}: {exc}")
         stats = {}
@@ -119,9 +137,15 @@ def int8_graph(model: MultiTaskModel, work: Path, keep_fp32: list[str]) -> Path:
     return path
 
 
-def _int8(model: MultiTaskModel, manifests: dict[str, HeadManifest], fp32: Path, work: Path,
-          max_drop: float, data: dict[str, Path] | None,
-          echo: Echo) -> tuple[Path, Quantisation, dict[str, Any]]:
+def _int8(
+    model: MultiTaskModel,
+    manifests: dict[str, HeadManifest],
+    fp32: Path,
+    work: Path,
+    max_drop: float,
+    data: dict[str, Path] | None,
+    echo: Echo,
+) -> tuple[Path, Quantisation, dict[str, Any]]:
     """Quantise everything; if a head loses more than `max_drop` on its held-out data (dev or
     test), keep groups in fp32, cheapest first, until every head passes on both."""
     groups = node_groups(fp32, list(model.tasks))
@@ -142,48 +166,89 @@ def _int8(model: MultiTaskModel, manifests: dict[str, HeadManifest], fp32: Path,
     def held_out(keep: list[str]) -> dict[str, Any]:
         """Per head on dev and on test; a head passes when it passes on both."""
         candidate = build(keep)
-        per = {s: compare(model.tasks, ref_scores[s], held.scores(candidate, s), max_drop)
-               for s in SPLITS}
+        per = {
+            s: compare(model.tasks, ref_scores[s], held.scores(candidate, s), max_drop)
+            for s in SPLITS
+        }
         results[tuple(keep)] = per
-        return {n: {"passes": all(per[s][n]["passes"] for s in SPLITS),
-                    "change_points": {s: per[s][n]["change_points"] for s in SPLITS}}
-                for n in per["test"]}
+        return {
+            n: {
+                "passes": all(per[s][n]["passes"] for s in SPLITS),
+                "change_points": {s: per[s][n]["change_points"] for s in SPLITS},
+            }
+            for n in per["test"]
+        }
 
     first = held_out([])
-    log.append({"keep_fp32": [], "passes": all(c["passes"] for c in first.values()),
-                "change_points": {n: c["change_points"] for n, c in first.items()}})
+    log.append(
+        {
+            "keep_fp32": [],
+            "passes": all(c["passes"] for c in first.values()),
+            "change_points": {n: c["change_points"] for n, c in first.items()},
+        }
+    )
     keep: list[str] = []
     reason = "every head within the tolerance with all groups in INT8"
     failing = [n for n, c in first.items() if not c["passes"]]
     if failing:
-        echo(f"INT8 everywhere loses more than {100 * max_drop:.1f} points for {failing}; "
-             "keeping groups in fp32")
+        echo(
+            f"INT8 everywhere loses more than {100 * max_drop:.1f} points for {failing}; "
+            "keeping groups in fp32"
+        )
         cheap = [g for g in groups if g == "embeddings" or g.startswith("head:")]
         layers = [g for g in groups if g not in cheap]
-        found = search(cheap, layers, held_out,
-                       lambda k: logit_error(ref_logits, held.logits(build(k), "dev"), failing),
-                       log)
+        found = search(
+            cheap,
+            layers,
+            held_out,
+            lambda k: logit_error(ref_logits, held.logits(build(k), "dev"), failing),
+            log,
+        )
         if found is None:
-            raise ExportError(f"INT8 export refused: {failing} lose more than {100 * max_drop:.1f} "
-                              "points even with every layer in fp32")
+            raise ExportError(
+                f"INT8 export refused: {failing} lose more than {100 * max_drop:.1f} "
+                "points even with every layer in fp32"
+            )
         keep = found
-        reason = (f"{', '.join(failing)} lost more than {100 * max_drop:.1f} points on held-out "
-                  "data with every group in INT8; groups were kept fp32 cheapest first "
-                  "(embedding lookups and token heads cost no speed), then encoder layers by "
-                  "logit sensitivity on dev, until every head passed on dev and test")
+        reason = (
+            f"{', '.join(failing)} lost more than {100 * max_drop:.1f} points on held-out "
+            "data with every group in INT8; groups were kept fp32 cheapest first "
+            "(embedding lookups and token heads cost no speed), then encoder layers by "
+            "logit sensitivity on dev, until every head passed on dev and test"
+        )
     chosen = results[tuple(keep)]
-    quality = {"split": "test", "max_drop_points": round(100 * max_drop, 2),
-               "heads": chosen["test"], "dev": chosen["dev"], "all_int8_heads": results[()]["test"],
-               "data": {n: str(d) for n, d in held.task_dirs.items()}}
+    quality = {
+        "split": "test",
+        "max_drop_points": round(100 * max_drop, 2),
+        "heads": chosen["test"],
+        "dev": chosen["dev"],
+        "all_int8_heads": results[()]["test"],
+        "data": {n: str(d) for n, d in held.task_dirs.items()},
+    }
     excluded = [n for g in keep for n in groups[g]]
-    return paths[tuple(keep)], Quantisation(
-        op_types=list(QUANTISED_OPS), per_channel=PER_CHANNEL, kept_fp32=keep,
-        excluded_nodes=excluded, reason=reason, search=log), quality
+    return (
+        paths[tuple(keep)],
+        Quantisation(
+            op_types=list(QUANTISED_OPS),
+            per_channel=PER_CHANNEL,
+            kept_fp32=keep,
+            excluded_nodes=excluded,
+            reason=reason,
+            search=log,
+        ),
+        quality,
+    )
 
 
 def export_model(
-    model: MultiTaskModel, manifests: dict[str, HeadManifest], out: Path, *, int8: bool = False,
-    max_drop: float = 0.01, data: dict[str, Path] | None = None, echo: Echo = lambda _: None,
+    model: MultiTaskModel,
+    manifests: dict[str, HeadManifest],
+    out: Path,
+    *,
+    int8: bool = False,
+    max_drop: float = 0.01,
+    data: dict[str, Path] | None = None,
+    echo: Echo = lambda _: None,
 ) -> ExportManifest:
     """Write `out` as a self-contained export of `model` (whose heads `manifests` describe)."""
     if not model.tasks:
@@ -197,15 +262,18 @@ def export_model(
             graph, fused = fp32_graph(model, Path(tmp), echo)
             manifest = manifest.model_copy(update={"fused_ops": fused})
             if int8:
-                graph, quant, quality = _int8(model, manifests, graph, Path(tmp), max_drop,
-                                              data, echo)
+                graph, quant, quality = _int8(
+                    model, manifests, graph, Path(tmp), max_drop, data, echo
+                )
                 manifest = manifest.model_copy(update={"quantisation": quant, "quality": quality})
             (stage / "heads").mkdir(parents=True)
             shutil.copy2(graph, stage / GRAPH)
             for h in manifest.heads:
                 state = model.heads[h.task].state_dict()
-                save_file({k: v.detach().contiguous().cpu() for k, v in state.items()},
-                          str(stage / h.state))
+                save_file(
+                    {k: v.detach().contiguous().cpu() for k, v in state.items()},
+                    str(stage / h.state),
+                )
             source = model.encoder.source
             for name in ("config.json", *TOKENIZER_FILES):
                 if (source / name).is_file():
@@ -224,8 +292,10 @@ def replace_dir(stage: Path, out: Path) -> None:
             out.rmdir()
         else:
             if not out.is_dir() or not (out / MANIFEST).is_file():
-                raise ExportError(f"{out}: exists and is not an export; give a new or empty "
-                                  "folder (an older export there is replaced)")
+                raise ExportError(
+                    f"{out}: exists and is not an export; give a new or empty "
+                    "folder (an older export there is replaced)"
+                )
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             out.rename(old)
             stage.rename(out)

@@ -32,19 +32,27 @@ class HeldOut:
     task_dirs: dict[str, Path]
 
     @classmethod
-    def load(cls, encoder: SharedEncoder, tasks: dict[str, Task],
-             manifests: dict[str, HeadManifest], data: dict[str, Path] | None = None,
-             splits: tuple[str, ...] = ("dev", "test")) -> HeldOut:
+    def load(
+        cls,
+        encoder: SharedEncoder,
+        tasks: dict[str, Task],
+        manifests: dict[str, HeadManifest],
+        data: dict[str, Path] | None = None,
+        splits: tuple[str, ...] = ("dev", "test"),
+    ) -> HeldOut:
         task_dirs = {}
         for name in sorted(tasks):
             m = manifests[name]
             source = (data or {}).get(name) or (Path(m.data.path) if m.data else None)
             if source is None:
-                raise ExportError(f"task '{name}': the INT8 gate needs held-out data, and none "
-                                  "is recorded in its manifest; pass --data {name}=DIR")
+                raise ExportError(
+                    f"task '{name}': the INT8 gate needs held-out data, and none "
+                    "is recorded in its manifest; pass --data {name}=DIR"
+                )
             task_dirs[name] = Path(source).resolve()
-        dirs = load_data_dirs(encoder, {n: (tasks[n].head_type, d) for n, d in task_dirs.items()},
-                              required=splits)
+        dirs = load_data_dirs(
+            encoder, {n: (tasks[n].head_type, d) for n, d in task_dirs.items()}, required=splits
+        )
         for split in splits:
             for n, d in task_dirs.items():
                 check_labels(dirs[d].splits[split], tasks[n].head_type, tasks[n].labels)
@@ -76,19 +84,32 @@ def primary(tasks: dict[str, Task], scores: dict[str, dict[str, Any]]) -> dict[s
     return {n: float(scores[n][tasks[n].head_type.primary_metric]) for n in scores}
 
 
-def compare(tasks: dict[str, Task], reference: dict[str, dict[str, Any]],
-            candidate: dict[str, dict[str, Any]], max_drop: float) -> dict[str, dict[str, Any]]:
+def compare(
+    tasks: dict[str, Task],
+    reference: dict[str, dict[str, Any]],
+    candidate: dict[str, dict[str, Any]],
+    max_drop: float,
+) -> dict[str, dict[str, Any]]:
     """Per head: its primary metric fp32 and INT8, the change in points, and whether it passes."""
     ref, new = primary(tasks, reference), primary(tasks, candidate)
-    return {n: {"metric": tasks[n].head_type.primary_metric, "level": tasks[n].head_type.level,
-                "fp32": round(ref[n], 4), "int8": round(new[n], 4),
-                "change_points": round(100 * (new[n] - ref[n]), 2),
-                "passes": new[n] >= ref[n] - max_drop - 1e-9}
-            for n in sorted(ref)}
+    return {
+        n: {
+            "metric": tasks[n].head_type.primary_metric,
+            "level": tasks[n].head_type.level,
+            "fp32": round(ref[n], 4),
+            "int8": round(new[n], 4),
+            "change_points": round(100 * (new[n] - ref[n]), 2),
+            "passes": new[n] >= ref[n] - max_drop - 1e-9,
+        }
+        for n in sorted(ref)
+    }
 
 
-def logit_error(reference: dict[str, list[torch.Tensor]],
-                candidate: dict[str, list[torch.Tensor]], heads: list[str]) -> float:
+def logit_error(
+    reference: dict[str, list[torch.Tensor]],
+    candidate: dict[str, list[torch.Tensor]],
+    heads: list[str],
+) -> float:
     """Relative L2 error of the heads' logits: a smooth sensitivity measure for ranking."""
     total = 0.0
     for name in heads:
@@ -99,8 +120,11 @@ def logit_error(reference: dict[str, list[torch.Tensor]],
 
 
 def search(
-    cheap: list[str], layers: list[str], evaluate: Callable[[list[str]], dict[str, Any]],
-    sensitivity: Callable[[list[str]], float], log: list[dict[str, Any]],
+    cheap: list[str],
+    layers: list[str],
+    evaluate: Callable[[list[str]], dict[str, Any]],
+    sensitivity: Callable[[list[str]], float],
+    log: list[dict[str, Any]],
 ) -> list[str] | None:
     """The fp32 groups to keep so that every head passes, cheapest first.
 
@@ -114,8 +138,13 @@ def search(
     def passes() -> bool:
         comparison = evaluate(keep)
         ok = all(c["passes"] for c in comparison.values())
-        log.append({"keep_fp32": list(keep), "passes": ok,
-                    "change_points": {n: c["change_points"] for n, c in comparison.items()}})
+        log.append(
+            {
+                "keep_fp32": list(keep),
+                "passes": ok,
+                "change_points": {n: c["change_points"] for n, c in comparison.items()},
+            }
+        )
         return ok
 
     for group in cheap:

@@ -66,8 +66,15 @@ def export_graph(model: MultiTaskModel, path: Path) -> list[str]:
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python branches
         torch.onnx.export(
-            wrapper, (ids, mask), str(path), input_names=list(INPUTS), output_names=outputs,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+            wrapper,
+            (ids, mask),
+            str(path),
+            input_names=list(INPUTS),
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
         )
     return order
 
@@ -85,8 +92,9 @@ def fuse(src: Path, dst: Path, model_type: str, num_heads: int, hidden_size: int
     from onnxruntime.transformers import optimizer
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-    optimized = optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads,
-                                         hidden_size=hidden_size, opt_level=0)
+    optimized = optimizer.optimize_model(
+        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
+    )
     optimized.save_model_to_file(str(dst))
     stats = optimized.get_fused_operator_statistics()
     return {k: int(v) for k, v in stats.items() if v}

@@ -1,9 +1,9 @@
 """What an export directory holds and promises: `export.json`, read and checked on load.
 
-    model.onnx                 one graph: input_ids, attention_mask -> logits_<task> per head
-    heads/<task>.safetensors   each head's module state, for `HeadType.decode` (thresholds...)
-    config.json, tokenizer.*   the encoder's tokenizer, so the export tokenises on its own
-    export.json                this manifest, with a checksum of every file above
+model.onnx                 one graph: input_ids, attention_mask -> logits_<task> per head
+heads/<task>.safetensors   each head's module state, for `HeadType.decode` (thresholds...)
+config.json, tokenizer.*   the encoder's tokenizer, so the export tokenises on its own
+export.json                this manifest, with a checksum of every file above
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class ExportManifest(_Model):
     fused_ops: dict[str, int] = Field(default_factory=dict)
     quantisation: Quantisation | None = None
     quality: dict[str, Any] | None = Field(
-        None, description="held-out scores per head, fp32 vs int8, from the quality gate")
+        None, description="held-out scores per head, fp32 vs int8, from the quality gate"
+    )
     versions: dict[str, str] = Field(default_factory=dict, description="torch, onnxruntime...")
     files: dict[str, str] = Field(default_factory=dict)
 
@@ -83,8 +84,9 @@ class ExportManifest(_Model):
 
 def write_manifest(folder: Path, manifest: ExportManifest) -> ExportManifest:
     """Checksums every file in `folder`, then writes the manifest beside them."""
-    sealed = manifest.model_copy(update={"files": {
-        k: v for k, v in file_checksums(folder).items() if k != MANIFEST}})
+    sealed = manifest.model_copy(
+        update={"files": {k: v for k, v in file_checksums(folder).items() if k != MANIFEST}}
+    )
     (folder / MANIFEST).write_text(sealed.model_dump_json(indent=2), encoding="utf-8")
     return sealed
 

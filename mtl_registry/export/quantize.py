@@ -75,8 +75,13 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantise(src: Path, dst: Path, keep_fp32: list[str], groups: dict[str, list[str]],
-             per_channel: bool = PER_CHANNEL) -> list[str]:
+def quantise(
+    src: Path,
+    dst: Path,
+    keep_fp32: list[str],
+    groups: dict[str, list[str]],
+    per_channel: bool = PER_CHANNEL,
+) -> list[str]:
     """Write the INT8 graph; the groups in `keep_fp32` stay fp32. Returns the excluded nodes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -86,8 +91,12 @@ def quantise(src: Path, dst: Path, keep_fp32: list[str], groups: dict[str, list[
     excluded = [n for g in keep_fp32 for n in groups[g]]
     with _quiet_root_logger():
         quantize_dynamic(
-            src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
-            op_types_to_quantize=list(QUANTISED_OPS), nodes_to_exclude=excluded,
+            src,
+            dst,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            op_types_to_quantize=list(QUANTISED_OPS),
+            nodes_to_exclude=excluded,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return excluded

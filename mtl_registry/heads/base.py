@@ -89,7 +89,10 @@ class HeadType(ABC):
 
     @abstractmethod
     def metrics(
-        self, golds: list[Any], preds: list[dict[str, Any]], encoded: list[Encoded],
+        self,
+        golds: list[Any],
+        preds: list[dict[str, Any]],
+        encoded: list[Encoded],
         labels: list[str],
     ) -> dict[str, Any]:
         """Scores on held-out data; must include `primary_metric` (higher is better)."""
@@ -112,8 +115,12 @@ class HeadType(ABC):
             src = old_state.get(name)
             if src is None:
                 continue
-            per_label = (src.dim() >= 1 and src.shape[0] == len(old_labels)
-                         and dst.shape[0] == len(new_labels) and src.shape[1:] == dst.shape[1:])
+            per_label = (
+                src.dim() >= 1
+                and src.shape[0] == len(old_labels)
+                and dst.shape[0] == len(new_labels)
+                and src.shape[1:] == dst.shape[1:]
+            )
             if per_label:
                 for d, s in rows:
                     dst[d] = src[s]

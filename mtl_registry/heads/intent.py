@@ -44,14 +44,18 @@ class IntentHead(HeadType):
         ]
 
     def metrics(
-        self, golds: list[str], preds: list[dict[str, Any]], encoded: list[Encoded],
+        self,
+        golds: list[str],
+        preds: list[dict[str, Any]],
+        encoded: list[Encoded],
         labels: list[str],
     ) -> dict[str, Any]:
         predicted = [p["label"] for p in preds]
         return {
             "accuracy": float(accuracy_score(golds, predicted)),
-            "macro_f1": float(f1_score(golds, predicted, labels=labels, average="macro",
-                                       zero_division=0)),
+            "macro_f1": float(
+                f1_score(golds, predicted, labels=labels, average="macro", zero_division=0)
+            ),
             "confusion_matrix": {
                 "labels": labels,
                 "matrix": confusion_matrix(golds, predicted, labels=labels).tolist(),

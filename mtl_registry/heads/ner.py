@@ -37,7 +37,7 @@ def word_tags(encoded: Encoded, entities: list[dict[str, Any]]) -> list[str]:
             raise ValueError(
                 f"entity {start}-{end} {encoded.text[start:end]!r} does not fall on word "
                 f"boundaries: the tokenizer's words there are "
-                f"{encoded.text[first.start:last.end]!r} ({first.start}-{last.end})"
+                f"{encoded.text[first.start : last.end]!r} ({first.start}-{last.end})"
             )
         tags[covered[0]] = f"B-{label}"
         for i in covered[1:]:
@@ -60,7 +60,7 @@ def spans_from_tags(encoded: Encoded, tags: list[str]) -> list[dict[str, Any]]:
             spans.append(current)
         else:
             current["end"] = word.end
-    return [{**s, "text": encoded.text[s["start"]: s["end"]]} for s in spans]
+    return [{**s, "text": encoded.text[s["start"] : s["end"]]} for s in spans]
 
 
 class NerHead(HeadType):
@@ -80,14 +80,18 @@ class NerHead(HeadType):
             if any(not isinstance(x, int) or isinstance(x, bool) for x in (start, end)):
                 raise ValueError(f"[{i}] start and end must be integers: {ent!r}")
             if not 0 <= start < end <= len(text):
-                raise ValueError(f"[{i}] offsets {start}-{end} outside the text (length {len(text)})")
+                raise ValueError(
+                    f"[{i}] offsets {start}-{end} outside the text (length {len(text)})"
+                )
             if not isinstance(label, str) or not label or "-" in label[:2]:
                 raise ValueError(f"[{i}] label must be an entity type like 'TITLE': {label!r}")
             spans.append({"start": start, "end": end, "label": label})
         spans.sort(key=lambda s: s["start"])
         for a, b in zip(spans, spans[1:]):
             if b["start"] < a["end"]:
-                raise ValueError(f"entities {a['start']}-{a['end']} and {b['start']}-{b['end']} overlap")
+                raise ValueError(
+                    f"entities {a['start']}-{a['end']} and {b['start']}-{b['end']} overlap"
+                )
         return spans
 
     def label_set(self, values: list[Any]) -> list[str]:
@@ -97,7 +101,9 @@ class NerHead(HeadType):
     def labels_used(self, value: list[dict[str, Any]]) -> list[str]:
         return [f"B-{e['label']}" for e in value]
 
-    def target(self, value: list[dict[str, Any]], labels: list[str], encoded: Encoded) -> torch.Tensor:
+    def target(
+        self, value: list[dict[str, Any]], labels: list[str], encoded: Encoded
+    ) -> torch.Tensor:
         t = torch.full((len(encoded.input_ids),), IGNORE, dtype=torch.long)
         for word, tag in zip(encoded.words, word_tags(encoded, value)):
             t[word.first_token] = labels.index(tag)
@@ -108,8 +114,9 @@ class NerHead(HeadType):
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits[:, : targets.shape[1]]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=IGNORE)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+        )
 
     def _tags(self, logits_row: torch.Tensor, words: list[Word], labels: list[str]) -> list[str]:
         best = logits_row.argmax(-1).tolist()
@@ -124,8 +131,11 @@ class NerHead(HeadType):
         ]
 
     def metrics(
-        self, golds: list[list[dict[str, Any]]], preds: list[dict[str, Any]],
-        encoded: list[Encoded], labels: list[str],
+        self,
+        golds: list[list[dict[str, Any]]],
+        preds: list[dict[str, Any]],
+        encoded: list[Encoded],
+        labels: list[str],
     ) -> dict[str, Any]:
         y_true = [word_tags(e, g) for g, e in zip(golds, encoded)]
         y_pred = [word_tags(e, p["entities"]) for p, e in zip(preds, encoded)]
@@ -139,5 +149,7 @@ class NerHead(HeadType):
             "per_type_f1": {t: float(report.get(t, {}).get("f1-score", 0.0)) for t in types},
         }
 
-    def is_correct(self, gold: list[dict[str, Any]], pred: dict[str, Any], encoded: Encoded) -> bool:
+    def is_correct(
+        self, gold: list[dict[str, Any]], pred: dict[str, Any], encoded: Encoded
+    ) -> bool:
         return word_tags(encoded, gold) == word_tags(encoded, pred["entities"])

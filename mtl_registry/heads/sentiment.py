@@ -62,8 +62,9 @@ class SentimentHead(HeadType):
             if gold[:, j].sum() == 0:  # nothing to tune on: keep the neutral default
                 chosen.append(0.5)
                 continue
-            scores = [f1_score(gold[:, j], probs[:, j] >= t, zero_division=0)
-                      for t in THRESHOLD_GRID]
+            scores = [
+                f1_score(gold[:, j], probs[:, j] >= t, zero_division=0) for t in THRESHOLD_GRID
+            ]
             chosen.append(float(THRESHOLD_GRID[int(np.argmax(scores))]))
         module.thresholds.copy_(torch.tensor(chosen))
         return {"thresholds": dict(zip(labels, chosen))}
@@ -76,19 +77,28 @@ class SentimentHead(HeadType):
         out = []
         for row, flags in zip(probs.tolist(), on.tolist()):
             picked = sorted((p, label) for p, label, f in zip(row, labels, flags) if f)
-            out.append({
-                "labels": [{"label": label, "score": round(p, 4)} for p, label in reversed(picked)],
-                "scores": {label: round(p, 4) for label, p in zip(labels, row)},
-            })
+            out.append(
+                {
+                    "labels": [
+                        {"label": label, "score": round(p, 4)} for p, label in reversed(picked)
+                    ],
+                    "scores": {label: round(p, 4) for label, p in zip(labels, row)},
+                }
+            )
         return out
 
     def metrics(
-        self, golds: list[list[str]], preds: list[dict[str, Any]], encoded: list[Encoded],
+        self,
+        golds: list[list[str]],
+        preds: list[dict[str, Any]],
+        encoded: list[Encoded],
         labels: list[str],
     ) -> dict[str, Any]:
         gold = np.array([[label in g for label in labels] for g in golds], dtype=int)
-        pred = np.array([[label in {x["label"] for x in p["labels"]} for label in labels]
-                         for p in preds], dtype=int)
+        pred = np.array(
+            [[label in {x["label"] for x in p["labels"]} for label in labels] for p in preds],
+            dtype=int,
+        )
         per_label = f1_score(gold, pred, average=None, zero_division=0)
         return {
             "micro_f1": float(f1_score(gold, pred, average="micro", zero_division=0)),

@@ -76,7 +76,7 @@ class HeadDraft(_Model):
 
 
 class ActiveState(_Model):
-    """The pointers that say what serves. `generation` grows with every change so watchers notice."""
+    """The pointers that say what serves. `generation` grows with every change, for watchers."""
 
     generation: int = 0
     encoder: str | None = None

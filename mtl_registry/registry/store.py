@@ -129,8 +129,9 @@ class Registry:
             if active.encoder != manifest.fingerprint:
                 self._set_active(
                     ActiveState(generation=active.generation + 1, encoder=manifest.fingerprint),
-                    HistoryEntry(action="init", from_=active.encoder, to=manifest.fingerprint,
-                                 reason=reason),
+                    HistoryEntry(
+                        action="init", from_=active.encoder, to=manifest.fingerprint, reason=reason
+                    ),
                 )
         return manifest
 
@@ -203,28 +204,49 @@ class Registry:
                     if fp != target:
                         raise FingerprintMismatch(
                             f"head '{draft.task}' belongs to encoder {fp}, but the encoder to "
-                            f"activate is {target}")
+                            f"activate is {target}"
+                        )
                 self._check_consistent(ActiveState(encoder=target, heads=kept))
-            published = [self._publish_head(d, folder, fp)
-                         for (d, folder), fp in zip(heads, fingerprints)]
+            published = [
+                self._publish_head(d, folder, fp) for (d, folder), fp in zip(heads, fingerprints)
+            ]
             for m in published:
-                self._append_history(HistoryEntry(
-                    action="publish", task=m.task, to=m.version, reason=reason, metrics=m.metrics))
+                self._append_history(
+                    HistoryEntry(
+                        action="publish",
+                        task=m.task,
+                        to=m.version,
+                        reason=reason,
+                        metrics=m.metrics,
+                    )
+                )
             heads_map = {} if replace_active else dict(active.heads)
             heads_map.update({m.task: m.version for m in published})
             release = None
             if encoder is not None:
-                release = Release(id=max(self.release_ids(), default=0) + 1,
-                                  encoder=encoder.fingerprint, heads=heads_map, reason=reason)
+                release = Release(
+                    id=max(self.release_ids(), default=0) + 1,
+                    encoder=encoder.fingerprint,
+                    heads=heads_map,
+                    reason=reason,
+                )
                 _write_model(self.releases_dir / f"{release.id}.json", release)
             if activate:
-                new = ActiveState(generation=active.generation + 1, encoder=target,
-                                  heads=heads_map,
-                                  release=release.id if release else active.release)
-                self._set_active(new, HistoryEntry(
-                    action="release" if release else "activate",
-                    from_=active.model_dump(exclude={"generation"}),
-                    to=new.model_dump(exclude={"generation"}), reason=reason))
+                new = ActiveState(
+                    generation=active.generation + 1,
+                    encoder=target,
+                    heads=heads_map,
+                    release=release.id if release else active.release,
+                )
+                self._set_active(
+                    new,
+                    HistoryEntry(
+                        action="release" if release else "activate",
+                        from_=active.model_dump(exclude={"generation"}),
+                        to=new.model_dump(exclude={"generation"}),
+                        reason=reason,
+                    ),
+                )
         return encoder, published
 
     # ---- releases ---------------------------------------------------------------------
@@ -246,12 +268,22 @@ class Registry:
         with self._locked():
             rel = self.release(release_id)
             active = self.active()
-            new = ActiveState(generation=active.generation + 1, encoder=rel.encoder,
-                              heads=dict(rel.heads), release=rel.id)
+            new = ActiveState(
+                generation=active.generation + 1,
+                encoder=rel.encoder,
+                heads=dict(rel.heads),
+                release=rel.id,
+            )
             self._check_consistent(new)
-            self._set_active(new, HistoryEntry(
-                action="release", from_=active.model_dump(exclude={"generation"}),
-                to=new.model_dump(exclude={"generation"}), reason=reason))
+            self._set_active(
+                new,
+                HistoryEntry(
+                    action="release",
+                    from_=active.model_dump(exclude={"generation"}),
+                    to=new.model_dump(exclude={"generation"}),
+                    reason=reason,
+                ),
+            )
         return new
 
     def rollback(self, reason: str = "") -> ActiveState:
@@ -264,9 +296,15 @@ class Registry:
                 raise RegistryError(f"{self.root}: no earlier release to roll back to")
             new = ActiveState(**{**entry.from_, "generation": active.generation + 1})
             self._check_consistent(new)
-            self._set_active(new, HistoryEntry(
-                action="rollback", from_=active.model_dump(exclude={"generation"}),
-                to=new.model_dump(exclude={"generation"}), reason=reason))
+            self._set_active(
+                new,
+                HistoryEntry(
+                    action="rollback",
+                    from_=active.model_dump(exclude={"generation"}),
+                    to=new.model_dump(exclude={"generation"}),
+                    reason=reason,
+                ),
+            )
         return new
 
     def _publish_head(self, draft: HeadDraft, folder: Path, encoder_fp: str) -> HeadManifest:
@@ -322,9 +360,17 @@ class Registry:
                 release=active.release,
             )
             self._check_consistent(new)
-            self._set_active(new, HistoryEntry(
-                action="activate", task=task, from_=active.heads.get(task), to=version,
-                reason=reason, metrics=self.head_manifest(task, version).metrics))
+            self._set_active(
+                new,
+                HistoryEntry(
+                    action="activate",
+                    task=task,
+                    from_=active.heads.get(task),
+                    to=version,
+                    reason=reason,
+                    metrics=self.head_manifest(task, version).metrics,
+                ),
+            )
         return new
 
     # ---- reads ------------------------------------------------------------------------
@@ -388,7 +434,9 @@ class Registry:
                 try:
                     entries.append(HistoryEntry.model_validate_json(line))
                 except ValidationError as exc:
-                    raise RegistryError(f"{self.history_path}:{n}: {exc.errors()[0]['msg']}") from exc
+                    raise RegistryError(
+                        f"{self.history_path}:{n}: {exc.errors()[0]['msg']}"
+                    ) from exc
         return entries
 
     # ---- integrity -------------------------------------------------------------------

@@ -57,8 +57,9 @@ def session_options(threads: int | None = None, spinning: bool = False) -> ort.S
 
 def _session(path: Path, threads: int | None, spinning: bool = False) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), session_options(threads, spinning),
-                                    providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path), session_options(threads, spinning), providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ExportError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
 
@@ -66,16 +67,22 @@ def _session(path: Path, threads: int | None, spinning: bool = False) -> ort.Inf
 def tokenizer_only(folder: Path, manifest: ExportManifest) -> SharedEncoder:
     """A `SharedEncoder` that tokenises and collates but holds no weights (the graph has them)."""
     tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
-    return SharedEncoder(nn.Identity(), tokenizer, folder, manifest.max_length,
-                         manifest.encoder_fingerprint)
+    return SharedEncoder(
+        nn.Identity(), tokenizer, folder, manifest.max_length, manifest.encoder_fingerprint
+    )
 
 
 class OnnxModel:
     """A graph in an ONNX Runtime session, with the head modules its logits are decoded by."""
 
-    def __init__(self, session: ort.InferenceSession, encoder: SharedEncoder,
-                 tasks: dict[str, Task], heads: dict[str, nn.Module],
-                 manifest: ExportManifest | None = None) -> None:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        encoder: SharedEncoder,
+        tasks: dict[str, Task],
+        heads: dict[str, nn.Module],
+        manifest: ExportManifest | None = None,
+    ) -> None:
         self.session = session
         self.encoder = encoder
         self.tasks = tasks
@@ -86,14 +93,25 @@ class OnnxModel:
         self._pad = encoder.tokenizer.pad_token_id or 0
 
     @classmethod
-    def from_graph(cls, path: Path, encoder: SharedEncoder, tasks: dict[str, Task],
-                   heads: dict[str, nn.Module], threads: int | None = None) -> OnnxModel:
+    def from_graph(
+        cls,
+        path: Path,
+        encoder: SharedEncoder,
+        tasks: dict[str, Task],
+        heads: dict[str, nn.Module],
+        threads: int | None = None,
+    ) -> OnnxModel:
         """A bare graph file decoded with given heads: for checks and candidates in export."""
         return cls(_session(path, threads), encoder, tasks, heads)
 
     @classmethod
-    def load(cls, folder: str | Path, threads: int | None = None, verify: bool = True,
-             spinning: bool = False) -> OnnxModel:
+    def load(
+        cls,
+        folder: str | Path,
+        threads: int | None = None,
+        verify: bool = True,
+        spinning: bool = False,
+    ) -> OnnxModel:
         """An export directory, every file checked against its manifest first."""
         folder = Path(folder)
         manifest = read_manifest(folder, verify=verify)
@@ -105,8 +123,13 @@ class OnnxModel:
             module = task.build(manifest.hidden_size)
             module.load_state_dict(load_file(str(folder / h.state)))
             tasks[h.task], heads[h.task] = task, module.eval()
-        return cls(_session(folder / GRAPH, threads, spinning), tokenizer_only(folder, manifest),
-                   tasks, heads, manifest)
+        return cls(
+            _session(folder / GRAPH, threads, spinning),
+            tokenizer_only(folder, manifest),
+            tasks,
+            heads,
+            manifest,
+        )
 
     def collate(self, chunk: list[Encoded]) -> dict[str, np.ndarray]:
         """Right-padded int64 arrays, as wide as the longest text in this batch."""
@@ -131,13 +154,21 @@ class OnnxModel:
     def predict(self, encoded: list[Encoded], batch_size: int = 64) -> list[dict[str, Any]]:
         """Decoded predictions per text, in input order, exactly as the PyTorch model decodes."""
         with torch.inference_mode():
-            return decode_batches(self.tasks, self.heads, self.batches(encoded, batch_size),
-                                  len(encoded))
+            return decode_batches(
+                self.tasks, self.heads, self.batches(encoded, batch_size), len(encoded)
+            )
 
 
-def load_onnx_heads(registry: Registry, fingerprint: str, manifests: dict[str, HeadManifest],
-                    generation: int = 0, *, int8: bool = False, max_length: int = 128,
-                    threads: int | None = None) -> HeadSet:
+def load_onnx_heads(
+    registry: Registry,
+    fingerprint: str,
+    manifests: dict[str, HeadManifest],
+    generation: int = 0,
+    *,
+    int8: bool = False,
+    max_length: int = 128,
+    threads: int | None = None,
+) -> HeadSet:
     """The release's export (built and cached on first use) as a warmed-up `HeadSet`.
 
     The versions it reports are the registry's manifests, which the export was made from.

@@ -53,8 +53,12 @@ class HeadSet:
         return [{"text": t, "predictions": p, "versions": versions} for t, p in zip(texts, preds)]
 
 
-def load_heads(registry: Registry, encoder: SharedEncoder, manifests: dict[str, HeadManifest],
-               generation: int = 0) -> HeadSet:
+def load_heads(
+    registry: Registry,
+    encoder: SharedEncoder,
+    manifests: dict[str, HeadManifest],
+    generation: int = 0,
+) -> HeadSet:
     """Load, check and warm up a head set. Raises instead of returning a half-working set."""
     plugins = host()
     tasks, modules = {}, {}
@@ -78,8 +82,13 @@ class SwapRecord:
 class Runtime:
     """Predictions from the registry's active encoder and heads, kept in sync on request."""
 
-    def __init__(self, registry: Registry, max_length: int = 128, backend: str = "torch",
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        max_length: int = 128,
+        backend: str = "torch",
+        threads: int | None = None,
+    ) -> None:
         """`threads`: intra-op threads (default: one per core). For PyTorch the setting is
         process-wide; on a loaded two-core machine one thread avoids its pool stalling."""
         if backend not in BACKENDS:
@@ -107,9 +116,15 @@ class Runtime:
             return load_heads(self.registry, encoder, manifests, generation)
         from mtl_registry.runtime.onnx_backend import load_onnx_heads
 
-        return load_onnx_heads(self.registry, fingerprint, manifests, generation,
-                               int8=self.backend == "onnx-int8", max_length=self.max_length,
-                               threads=self.threads)
+        return load_onnx_heads(
+            self.registry,
+            fingerprint,
+            manifests,
+            generation,
+            int8=self.backend == "onnx-int8",
+            max_length=self.max_length,
+            threads=self.threads,
+        )
 
     @property
     def encoder(self) -> SharedEncoder:
@@ -166,7 +181,8 @@ class Runtime:
                     raise FingerprintMismatch(
                         f"head {task} v{version} was trained on encoder "
                         f"{manifest.encoder_fingerprint}, but this runtime serves encoder "
-                        f"{current.encoder.fingerprint}")
+                        f"{current.encoder.fingerprint}"
+                    )
                 load_heads(self.registry, current.encoder, {task: manifest})  # check + warm up
                 manifests[task] = manifest
                 self.swaps[task] = SwapRecord(wanted=version)
@@ -180,18 +196,23 @@ class Runtime:
         self.heads = self._assemble(current, manifests, generation)
         return True
 
-    def _assemble(self, current: HeadSet, manifests: dict[str, HeadManifest],
-                  generation: int) -> HeadSet:
+    def _assemble(
+        self, current: HeadSet, manifests: dict[str, HeadManifest], generation: int
+    ) -> HeadSet:
         """Reuse loaded modules where versions match; load the rest (already checked)."""
-        fresh = {t: m for t, m in manifests.items()
-                 if t not in current.manifests or current.manifests[t] != m}
+        fresh = {
+            t: m
+            for t, m in manifests.items()
+            if t not in current.manifests or current.manifests[t] != m
+        }
         loaded = load_heads(self.registry, current.encoder, fresh) if fresh else None
         tasks, modules = {}, {}
         for t in manifests:
             source = loaded.model if loaded and t in fresh else current.model
             tasks[t], modules[t] = source.tasks[t], source.heads[t]
-        return HeadSet(MultiTaskModel(current.encoder, tasks, modules).eval(), manifests,
-                       generation)
+        return HeadSet(
+            MultiTaskModel(current.encoder, tasks, modules).eval(), manifests, generation
+        )
 
     def _reload(self, fingerprint: str | None, heads: dict[str, int], generation: int) -> bool:
         """A new encoder (a new release): load everything beside the old set, then swap."""
@@ -210,13 +231,17 @@ class Runtime:
         rows = []
         for task, manifest in sorted(current.manifests.items()):
             swap = self.swaps.get(task)
-            rows.append({
-                "task": task, "version": manifest.version, "head_type": manifest.head_type,
-                "encoder_fingerprint": manifest.encoder_fingerprint,
-                "state": "serving" if not swap or not swap.error else "serving-previous",
-                "last_swap_error": swap.error if swap else None,
-                "wanted_version": swap.wanted if swap else manifest.version,
-            })
+            rows.append(
+                {
+                    "task": task,
+                    "version": manifest.version,
+                    "head_type": manifest.head_type,
+                    "encoder_fingerprint": manifest.encoder_fingerprint,
+                    "state": "serving" if not swap or not swap.error else "serving-previous",
+                    "last_swap_error": swap.error if swap else None,
+                    "wanted_version": swap.wanted if swap else manifest.version,
+                }
+            )
         return rows
 
 

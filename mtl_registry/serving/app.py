@@ -51,13 +51,16 @@ def create_app(runtime: Runtime, limits: Limits | None = None) -> FastAPI:
         if not body.texts:
             raise HTTPException(422, "texts: give at least one text")
         if len(body.texts) > limits.max_texts:
-            raise HTTPException(413, f"texts: {len(body.texts)} texts, the limit is {limits.max_texts}")
+            raise HTTPException(
+                413, f"texts: {len(body.texts)} texts, the limit is {limits.max_texts}"
+            )
         for i, text in enumerate(body.texts):
             if not text.strip():
                 raise HTTPException(422, f"texts[{i}]: empty text")
             if len(text) > limits.max_chars:
                 raise HTTPException(
-                    413, f"texts[{i}]: {len(text)} characters, the limit is {limits.max_chars}")
+                    413, f"texts[{i}]: {len(text)} characters, the limit is {limits.max_chars}"
+                )
         return runtime.predict(body.texts)
 
     @app.get("/heads")
@@ -67,14 +70,19 @@ def create_app(runtime: Runtime, limits: Limits | None = None) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, Any]:
         current = runtime.heads
-        return {"status": "ok", "generation": current.generation, **current.versions,
-                "errors": {t: s.error for t, s in runtime.swaps.items() if s.error}}
+        return {
+            "status": "ok",
+            "generation": current.generation,
+            **current.versions,
+            "errors": {t: s.error for t, s in runtime.swaps.items() if s.error},
+        }
 
     return app
 
 
-def serve(runtime: Runtime, host: str, port: int, limits: Limits | None = None,
-          poll_interval: float = 0.2) -> None:
+def serve(
+    runtime: Runtime, host: str, port: int, limits: Limits | None = None, poll_interval: float = 0.2
+) -> None:
     """Run until interrupted, following the registry's active pointers."""
     import uvicorn
 

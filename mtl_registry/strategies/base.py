@@ -53,8 +53,10 @@ class SharedParameters:
         found = [p for n, p in self.named.items() if n == prefix or n.startswith(prefix + ".")]
         if not found:
             modules = sorted({n.rsplit(".", 1)[0] for n in self.named})
-            raise ConfigError(f"no encoder parameters under '{prefix}'; modules include: "
-                              + ", ".join(modules[:12]))
+            raise ConfigError(
+                f"no encoder parameters under '{prefix}'; modules include: "
+                + ", ".join(modules[:12])
+            )
         return found
 
 
@@ -83,8 +85,9 @@ class Strategy(nn.Module, ABC):
         try:
             self.options: Any = self.Options.model_validate(dict(options or {}))
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
-                                 for e in exc.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()
+            )
             raise ConfigError(f"strategy '{self.name}': {problems}") from None
 
     def probe(self, shared: SharedParameters) -> tuple[str, list[nn.Parameter]]:
@@ -97,8 +100,9 @@ class Strategy(nn.Module, ABC):
         """
         return "last_linear", shared.last_linear
 
-    def backward(self, losses: Mapping[str, torch.Tensor],
-                 shared: SharedParameters) -> GradientStats:
+    def backward(
+        self, losses: Mapping[str, torch.Tensor], shared: SharedParameters
+    ) -> GradientStats:
         """Fill `.grad` of the model and of this strategy; return the step's gradient statistics."""
         scope, params = self.probe(shared)
         grads = task_gradients({t: losses[t] for t in self.tasks if t in losses}, params)
@@ -106,8 +110,9 @@ class Strategy(nn.Module, ABC):
         return GradientStats.measure(scope, grads)
 
     @abstractmethod
-    def fill_gradients(self, losses: Mapping[str, torch.Tensor], shared: SharedParameters,
-                       grads: TaskGradients) -> None:
+    def fill_gradients(
+        self, losses: Mapping[str, torch.Tensor], shared: SharedParameters, grads: TaskGradients
+    ) -> None:
         """Set `.grad`; `grads` holds this step's per-task gradients on the probe parameters."""
 
     @abstractmethod

@@ -41,8 +41,12 @@ class GradientStats:
             denom = float(norms[idx[a]] * norms[idx[b]])
             # a task with a zero gradient neither agrees nor conflicts: no cosine
             cosines[pair_key(a, b)] = float(gram[idx[a], idx[b]]) / denom if denom > 0 else None
-        return cls(scope, list(grads.tasks),
-                   {t: float(norms[i]) for t, i in idx.items()} if grads.grads else {}, cosines)
+        return cls(
+            scope,
+            list(grads.tasks),
+            {t: float(norms[i]) for t, i in idx.items()} if grads.grads else {},
+            cosines,
+        )
 
     @property
     def conflicts(self) -> dict[str, bool]:

@@ -44,9 +44,7 @@ class TaskGradients:
 
     def combine(self, coefficients: torch.Tensor) -> list[torch.Tensor]:
         """Σ_t c_t g_t for each parameter: the update as a weighted sum of task gradients."""
-        return [
-            torch.tensordot(coefficients.to(g.device, g.dtype), g, dims=1) for g in self.grads
-        ]
+        return [torch.tensordot(coefficients.to(g.device, g.dtype), g, dims=1) for g in self.grads]
 
 
 def task_gradients(
@@ -59,9 +57,19 @@ def task_gradients(
         return TaskGradients(tasks, params, [])
     stacked = torch.stack([losses[t] for t in tasks])
     eye = torch.eye(len(tasks), dtype=stacked.dtype, device=stacked.device)
-    grads = torch.autograd.grad(stacked, params, grad_outputs=eye, is_grads_batched=True,
-                                retain_graph=True, allow_unused=True)
-    return TaskGradients(tasks, params, [
-        torch.zeros((len(tasks), *p.shape), dtype=p.dtype, device=p.device) if g is None else g
-        for p, g in zip(params, grads)
-    ])
+    grads = torch.autograd.grad(
+        stacked,
+        params,
+        grad_outputs=eye,
+        is_grads_batched=True,
+        retain_graph=True,
+        allow_unused=True,
+    )
+    return TaskGradients(
+        tasks,
+        params,
+        [
+            torch.zeros((len(tasks), *p.shape), dtype=p.dtype, device=p.device) if g is None else g
+            for p, g in zip(params, grads)
+        ],
+    )

@@ -28,9 +28,12 @@ class GradNormOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(1.5, ge=0, description="asymmetry: how hard slow tasks are pushed")
-    layer: str = Field("last", min_length=1,
-                       description="'last' (the encoder's top block) or an encoder parameter "
-                                   "name prefix, e.g. 'encoder.layer.3'")
+    layer: str = Field(
+        "last",
+        min_length=1,
+        description="'last' (the encoder's top block) or an encoder parameter "
+        "name prefix, e.g. 'encoder.layer.3'",
+    )
 
 
 class GradNorm(Strategy):
@@ -49,8 +52,9 @@ class GradNorm(Strategy):
             return "last_layer", shared.last_layer
         return self.options.layer, shared.layer(self.options.layer)
 
-    def fill_gradients(self, losses: Mapping[str, torch.Tensor], shared: SharedParameters,
-                       grads: TaskGradients) -> None:
+    def fill_gradients(
+        self, losses: Mapping[str, torch.Tensor], shared: SharedParameters, grads: TaskGradients
+    ) -> None:
         tasks = grads.tasks
         w = self.task_weights[[self.tasks.index(t) for t in tasks]]
         task_losses = torch.stack([losses[t] for t in tasks])
@@ -63,7 +67,7 @@ class GradNorm(Strategy):
         rate = detached / start.clamp(min=1e-12)
         relative = rate / rate.mean().clamp(min=1e-12)
         norms = w * grads.norms.to(w.device, w.dtype)  # G_t, differentiable in w only
-        target = (norms.mean() * relative ** self.options.alpha).detach()
+        target = (norms.mean() * relative**self.options.alpha).detach()
         gradnorm_loss = (norms - target).abs().sum()
         (self.task_weights.grad,) = torch.autograd.grad(gradnorm_loss, self.task_weights)
 

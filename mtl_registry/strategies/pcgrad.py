@@ -53,8 +53,9 @@ class PCGrad(Strategy):
     def probe(self, shared: SharedParameters) -> tuple[str, list[nn.Parameter]]:
         return "all_shared", shared.all
 
-    def fill_gradients(self, losses: Mapping[str, torch.Tensor], shared: SharedParameters,
-                       grads: TaskGradients) -> None:
+    def fill_gradients(
+        self, losses: Mapping[str, torch.Tensor], shared: SharedParameters, grads: TaskGradients
+    ) -> None:
         c = pcgrad_coefficients(grads.gram, self.generator)
         self.coefficients.update(zip(grads.tasks, c.tolist()))
         for p, g in zip(grads.params, grads.combine(c)):

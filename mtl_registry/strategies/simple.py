@@ -16,8 +16,9 @@ class EqualWeights(Strategy):
 
     name = "equal"
 
-    def fill_gradients(self, losses: Mapping[str, torch.Tensor], shared: SharedParameters,
-                       grads: TaskGradients) -> None:
+    def fill_gradients(
+        self, losses: Mapping[str, torch.Tensor], shared: SharedParameters, grads: TaskGradients
+    ) -> None:
         torch.stack(list(losses.values())).sum().backward()
 
     def weights(self) -> dict[str, float]:
@@ -35,13 +36,17 @@ class UncertaintyWeights(Strategy):
 
     def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         s = self.log_vars
-        return torch.stack([
-            0.5 * torch.exp(-s[i]) * losses[t] + 0.5 * s[i]
-            for i, t in enumerate(self.tasks) if t in losses
-        ]).sum()
+        return torch.stack(
+            [
+                0.5 * torch.exp(-s[i]) * losses[t] + 0.5 * s[i]
+                for i, t in enumerate(self.tasks)
+                if t in losses
+            ]
+        ).sum()
 
-    def fill_gradients(self, losses: Mapping[str, torch.Tensor], shared: SharedParameters,
-                       grads: TaskGradients) -> None:
+    def fill_gradients(
+        self, losses: Mapping[str, torch.Tensor], shared: SharedParameters, grads: TaskGradients
+    ) -> None:
         self.combine(losses).backward()
 
     def weights(self) -> dict[str, float]:

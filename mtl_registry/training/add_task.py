@@ -46,8 +46,11 @@ def rehearsal_specs(registry: Registry) -> tuple[list[TaskSpec], dict[str, HeadM
             raise DataError(f"rehearsal data for '{task}' v{version} is missing", path=path)
         current = data_fingerprint(path)
         if current != m.data.fingerprint:
-            raise DataError(f"rehearsal data for '{task}' v{version} changed since it was trained "
-                            f"(fingerprint {m.data.fingerprint}, now {current})", path=path)
+            raise DataError(
+                f"rehearsal data for '{task}' v{version} changed since it was trained "
+                f"(fingerprint {m.data.fingerprint}, now {current})",
+                path=path,
+            )
         specs.append(TaskSpec(name=task, head_type=m.head_type, data=path))
         manifests[task] = m
     return specs, manifests
@@ -58,9 +61,16 @@ def _held_out(specs: list[TaskSpec]) -> str:
 
 
 def add_task(
-    registry: Registry, name: str, head_type: str, data: Path, *,
-    mode: Literal["joint", "frozen"] = "joint", config: TrainConfig | None = None,
-    tolerance: float = 1.0, force: bool = False, progress: bool = True,
+    registry: Registry,
+    name: str,
+    head_type: str,
+    data: Path,
+    *,
+    mode: Literal["joint", "frozen"] = "joint",
+    config: TrainConfig | None = None,
+    tolerance: float = 1.0,
+    force: bool = False,
+    progress: bool = True,
 ) -> AddTaskResult:
     """Add task `name`. `tolerance` is in points (0–100 scale) of each task's primary metric."""
     active = registry.require().active()
@@ -69,46 +79,101 @@ def add_task(
     config = config or TrainConfig(strategy="gradnorm")
     if mode == "frozen":
         result = retrain_head(
-            registry, name, data, HeadTrainConfig(epochs=max(config.epochs, 10), seed=config.seed,
-                                                  max_length=config.max_length),
-            activate=True, progress=progress, new_head_type=head_type)
-        return AddTaskResult(name, mode, True, {"checked": False, "reason": "encoder unchanged"},
-                             {**active.heads, name: result.manifest.version}, active.encoder, None)
+            registry,
+            name,
+            data,
+            HeadTrainConfig(
+                epochs=max(config.epochs, 10), seed=config.seed, max_length=config.max_length
+            ),
+            activate=True,
+            progress=progress,
+            new_head_type=head_type,
+        )
+        return AddTaskResult(
+            name,
+            mode,
+            True,
+            {"checked": False, "reason": "encoder unchanged"},
+            {**active.heads, name: result.manifest.version},
+            active.encoder,
+            None,
+        )
 
     specs, manifests = rehearsal_specs(registry)
     split = _held_out(specs)
     before = evaluate(registry, {s.name: s.data for s in specs}, split) if specs else {"tasks": {}}
-    run = run_joint(registry, [*specs, TaskSpec(name=name, head_type=head_type, data=data)],
-                    config, progress=progress, warm_from=manifests)
+    run = run_joint(
+        registry,
+        [*specs, TaskSpec(name=name, head_type=head_type, data=data)],
+        config,
+        progress=progress,
+        warm_from=manifests,
+    )
     after = run.test if split == "test" and run.test else run.dev
-    gate = regression_gate(run.trainer.model.tasks, before["tasks"], after["tasks"], tolerance,
-                           split)
+    gate = regression_gate(
+        run.trainer.model.tasks, before["tasks"], after["tasks"], tolerance, split
+    )
     activate = gate["passed"] or force
     reason = f"add-task {name} ({config.strategy})"
     if force and not gate["passed"]:
         reason += f"; forced past the regression gate: {gate['summary']}"
-    published: TrainResult = publish_joint(registry, run, activate=activate, reason=reason,
-                                           extra={"add_task": name, "gate": gate})
+    published: TrainResult = publish_joint(
+        registry, run, activate=activate, reason=reason, extra={"add_task": name, "gate": gate}
+    )
     report = run.run_dir / "add_task_report.json"
-    report.write_text(json.dumps({"task": name, "gate": gate, "new_task": after["tasks"][name],
-                                  "activated": activate, "forced": force and not gate["passed"]},
-                                 indent=2))
-    return AddTaskResult(name, mode, activate, gate, {h.task: h.version for h in published.heads},
-                         published.encoder.fingerprint if published.encoder else None, report)
+    report.write_text(
+        json.dumps(
+            {
+                "task": name,
+                "gate": gate,
+                "new_task": after["tasks"][name],
+                "activated": activate,
+                "forced": force and not gate["passed"],
+            },
+            indent=2,
+        )
+    )
+    return AddTaskResult(
+        name,
+        mode,
+        activate,
+        gate,
+        {h.task: h.version for h in published.heads},
+        published.encoder.fingerprint if published.encoder else None,
+        report,
+    )
 
 
-def regression_gate(tasks: dict[str, Any], before: dict[str, Any], after: dict[str, Any],
-                    tolerance: float, split: str) -> dict[str, Any]:
+def regression_gate(
+    tasks: dict[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    tolerance: float,
+    split: str,
+) -> dict[str, Any]:
     """Each existing task's headline score before and after, and which fell too far."""
     rows = {}
     for task, old in before.items():
         metric = tasks[task].head_type.primary_metric
         b, a = float(old[metric]), float(after[task][metric])
-        rows[task] = {"metric": metric, "before": b, "after": a,
-                      "change_points": round((a - b) * 100, 2)}
+        rows[task] = {
+            "metric": metric,
+            "before": b,
+            "after": a,
+            "change_points": round((a - b) * 100, 2),
+        }
     failed = {t: r for t, r in rows.items() if -r["change_points"] > tolerance}
-    summary = "; ".join(f"{t} {r['metric']} fell {-r['change_points']:.2f} points "
-                        f"({r['before']:.4f} -> {r['after']:.4f})" for t, r in failed.items())
-    return {"checked": True, "split": split, "tolerance_points": tolerance, "tasks": rows,
-            "failed": sorted(failed), "passed": not failed,
-            "summary": summary or "no task fell more than the tolerance"}
+    summary = "; ".join(
+        f"{t} {r['metric']} fell {-r['change_points']:.2f} points "
+        f"({r['before']:.4f} -> {r['after']:.4f})"
+        for t, r in failed.items()
+    )
+    return {
+        "checked": True,
+        "split": split,
+        "tolerance_points": tolerance,
+        "tasks": rows,
+        "failed": sorted(failed),
+        "passed": not failed,
+        "summary": summary or "no task fell more than the tolerance",
+    }

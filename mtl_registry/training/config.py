@@ -31,7 +31,8 @@ class TrainConfig(BaseModel):
     head_lr: float = Field(1e-3, gt=0)
     strategy_lr: float = Field(1e-2, gt=0, description="for a strategy's own parameters")
     strategy_options: dict[str, Any] = Field(
-        default_factory=dict, description="passed to the strategy, which validates them")
+        default_factory=dict, description="passed to the strategy, which validates them"
+    )
     weight_decay: float = 0.01
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = 1.0

@@ -34,9 +34,12 @@ class FeatureCache:
 
     def key(self, split: Split, level: str, pooling: str) -> str:
         settings = {
-            "format": CACHE_FORMAT, "encoder": self.encoder.fingerprint,
-            "data": sha256_file(split.path), "max_length": self.encoder.max_length,
-            "level": level, "pooling": pooling if level == "sentence" else None,
+            "format": CACHE_FORMAT,
+            "encoder": self.encoder.fingerprint,
+            "data": sha256_file(split.path),
+            "max_length": self.encoder.max_length,
+            "level": level,
+            "pooling": pooling if level == "sentence" else None,
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -54,8 +57,13 @@ class FeatureCache:
         if level == "sentence":
             save_file({"features": torch.stack(rows).contiguous()}, str(tmp))
         else:
-            save_file({"features": torch.cat(rows).contiguous(),
-                       "lengths": torch.tensor([len(r) for r in rows])}, str(tmp))
+            save_file(
+                {
+                    "features": torch.cat(rows).contiguous(),
+                    "lengths": torch.tensor([len(r) for r in rows]),
+                },
+                str(tmp),
+            )
         os.replace(tmp, path)
         return rows
 
@@ -66,7 +74,7 @@ class FeatureCache:
         self.encoder.eval()
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                idx = order[start: start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 ids, mask = self.encoder.collate([encoded[i] for i in idx])
                 hidden = self.encoder(ids, mask)
                 self.encoder_batches += 1

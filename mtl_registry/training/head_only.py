@@ -61,27 +61,41 @@ def _stack(features: list[torch.Tensor]) -> torch.Tensor:
 
 
 def head_predictions(
-    head_type: HeadType, module: nn.Module, features: list[torch.Tensor], split: Split,
-    labels: list[str], batch_size: int = 256,
+    head_type: HeadType,
+    module: nn.Module,
+    features: list[torch.Tensor],
+    split: Split,
+    labels: list[str],
+    batch_size: int = 256,
 ) -> list[dict[str, Any]]:
     """Decoded predictions of one head from cached features (no encoder involved)."""
     module.eval()
     out: list[dict[str, Any]] = []
     with torch.inference_mode():
         for start in range(0, len(features), batch_size):
-            logits = module(_stack(features[start: start + batch_size]))
-            out += head_type.decode(module, logits, split.encoded[start: start + batch_size], labels)
+            logits = module(_stack(features[start : start + batch_size]))
+            out += head_type.decode(
+                module, logits, split.encoded[start : start + batch_size], labels
+            )
     return out
 
 
-def _score(head_type: HeadType, module: nn.Module, features: list[torch.Tensor], split: Split,
-           labels: list[str], metric_labels: list[str]) -> dict[str, Any]:
+def _score(
+    head_type: HeadType,
+    module: nn.Module,
+    features: list[torch.Tensor],
+    split: Split,
+    labels: list[str],
+    metric_labels: list[str],
+) -> dict[str, Any]:
     golds = split.values(head_type.field)
     rows = [i for i, g in enumerate(golds) if g is not None]
-    preds = head_predictions(head_type, module, [features[i] for i in rows], _subset(split, rows),
-                             labels)
-    metrics = head_type.metrics([golds[i] for i in rows], preds,
-                                [split.encoded[i] for i in rows], metric_labels)
+    preds = head_predictions(
+        head_type, module, [features[i] for i in rows], _subset(split, rows), labels
+    )
+    metrics = head_type.metrics(
+        [golds[i] for i in rows], preds, [split.encoded[i] for i in rows], metric_labels
+    )
     return {"n": len(rows), "data": str(split.path), **metrics}
 
 
@@ -108,34 +122,43 @@ def few_threads(n: int = 1) -> Iterator[None]:
 class HeadOnlyTrainer:
     """Trains a head module on frozen features, keeping the best dev epoch."""
 
-    def __init__(self, head_type: HeadType, module: nn.Module, labels: list[str],
-                 config: HeadTrainConfig) -> None:
+    def __init__(
+        self, head_type: HeadType, module: nn.Module, labels: list[str], config: HeadTrainConfig
+    ) -> None:
         self.head_type, self.module, self.labels, self.config = head_type, module, labels, config
 
-    def fit(self, train_x: list[torch.Tensor], train_t: list[torch.Tensor],
-            dev: Split, dev_x: list[torch.Tensor], progress: bool) -> float:
+    def fit(
+        self,
+        train_x: list[torch.Tensor],
+        train_t: list[torch.Tensor],
+        dev: Split,
+        dev_x: list[torch.Tensor],
+        progress: bool,
+    ) -> float:
         """Returns the best dev score; the module holds that epoch's weights afterwards."""
         c, metric = self.config, self.head_type.primary_metric
         rng = random.Random(c.seed)
-        optimizer = torch.optim.AdamW(self.module.parameters(), lr=c.lr,
-                                      weight_decay=c.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.module.parameters(), lr=c.lr, weight_decay=c.weight_decay
+        )
         best = (-float("inf"), {k: v.clone() for k, v in self.module.state_dict().items()})
         order = list(range(len(train_x)))
         with few_threads():
-            for _ in tqdm(range(c.epochs), desc="retrain-head", unit="epoch",
-                          disable=not progress):
+            for _ in tqdm(range(c.epochs), desc="retrain-head", unit="epoch", disable=not progress):
                 self.module.train()
                 rng.shuffle(order)
                 for start in range(0, len(order), c.batch_size):
-                    idx = order[start: start + c.batch_size]
+                    idx = order[start : start + c.batch_size]
                     logits = self.module(_stack([train_x[i] for i in idx]))
                     loss = self.head_type.loss(
-                        logits, self.head_type.collate([train_t[i] for i in idx]))
+                        logits, self.head_type.collate([train_t[i] for i in idx])
+                    )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                score = _score(self.head_type, self.module, dev_x, dev, self.labels,
-                               self.labels)[metric]
+                score = _score(self.head_type, self.module, dev_x, dev, self.labels, self.labels)[
+                    metric
+                ]
                 if score > best[0]:
                     best = (score, {k: v.clone() for k, v in self.module.state_dict().items()})
         self.module.load_state_dict(best[1])
@@ -143,17 +166,25 @@ class HeadOnlyTrainer:
         return best[0]
 
 
-def _features_with_labels(cache: FeatureCache, split: Split, head_type: HeadType,
-                          config: HeadConfig) -> tuple[list[torch.Tensor], Split]:
+def _features_with_labels(
+    cache: FeatureCache, split: Split, head_type: HeadType, config: HeadConfig
+) -> tuple[list[torch.Tensor], Split]:
     rows = [i for i, v in enumerate(split.values(head_type.field)) if v is not None]
     feats = cache.features(split, head_type.level, config.pooling)
     return [feats[i] for i in rows], _subset(split, rows)
 
 
 def retrain_head(
-    registry: Registry, task: str, data_dir: Path, config: HeadTrainConfig | None = None, *,
-    activate: bool = False, allow_label_removal: bool = False, progress: bool = True,
-    encoder: SharedEncoder | None = None, new_head_type: str | None = None,
+    registry: Registry,
+    task: str,
+    data_dir: Path,
+    config: HeadTrainConfig | None = None,
+    *,
+    activate: bool = False,
+    allow_label_removal: bool = False,
+    progress: bool = True,
+    encoder: SharedEncoder | None = None,
+    new_head_type: str | None = None,
 ) -> RetrainResult:
     """Train a new version of `task`'s head on the frozen active encoder and publish it.
 
@@ -171,8 +202,11 @@ def retrain_head(
     encoder = encoder or load_active_encoder(registry, config.max_length)
     encoder.requires_grad_(False)
     plugins = host()
-    head_type, plugin = (plugins.head_type(active.head_type, active.plugin) if active
-                         else plugins.head_type(str(new_head_type)))
+    head_type, plugin = (
+        plugins.head_type(active.head_type, active.plugin)
+        if active
+        else plugins.head_type(str(new_head_type))
+    )
     head_config = HeadConfig(**active.head_config) if active else HeadConfig()
     old_labels = active.labels if active else []
     data = load_data_dirs(encoder, {task: (head_type, data_dir)})[Path(data_dir).resolve()]
@@ -208,32 +242,57 @@ def retrain_head(
     trainer.fit(train_x, [t for t in targets(train_s, head_type, labels)], dev_s, dev_x, progress)
     dev_logits = _stack_logits(module, dev_x)
     calibration = head_type.calibrate(
-        module, dev_logits, head_type.collate(targets(dev_s, head_type, labels)), labels)
+        module, dev_logits, head_type.collate(targets(dev_s, head_type, labels)), labels
+    )
 
     comparison = {
         "split": held_name,
-        "active": {"version": active.version,
-                   **_score(head_type, old_module, held_x, held_s, active.labels, labels)}
-        if active and old_module is not None else None,
+        "active": {
+            "version": active.version,
+            **_score(head_type, old_module, held_x, held_s, active.labels, labels),
+        }
+        if active and old_module is not None
+        else None,
         "new": _score(head_type, module, held_x, held_s, labels, labels),
     }
-    metrics = {"dev": _score(head_type, module, dev_x, dev_s, labels, labels),
-               held_name: comparison["new"]}
+    metrics = {
+        "dev": _score(head_type, module, dev_x, dev_s, labels, labels),
+        held_name: comparison["new"],
+    }
     draft = HeadDraft(
-        task=task, head_type=head_type.name, plugin=plugin, labels=labels,
-        head_config=head_config.model_dump(), encoder_fingerprint=encoder.fingerprint,
+        task=task,
+        head_type=head_type.name,
+        plugin=plugin,
+        labels=labels,
+        head_config=head_config.model_dump(),
+        encoder_fingerprint=encoder.fingerprint,
         metrics=metrics,
         data=DataRef(path=str(Path(data_dir).resolve()), fingerprint=data_fingerprint(data_dir)),
-        training={"mode": "frozen-encoder", **config.model_dump(), "calibration": calibration,
-                  "added_labels": added, "removed_labels": removed},
+        training={
+            "mode": "frozen-encoder",
+            **config.model_dump(),
+            "calibration": calibration,
+            "added_labels": added,
+            "removed_labels": removed,
+        },
         parent_version=active.version if active else None,
     )
     with tempfile.TemporaryDirectory(dir=registry.root) as tmp:
         save_head(module, Path(tmp))
-        _, [manifest] = registry.publish([(draft, Path(tmp))], activate=activate,
-                                         reason=f"{'retrain-head' if active else 'add-task'} {task}")
-    return RetrainResult(manifest, activate, comparison, added, removed, cache.encoder_batches,
-                         round(time.time() - started, 2))
+        _, [manifest] = registry.publish(
+            [(draft, Path(tmp))],
+            activate=activate,
+            reason=f"{'retrain-head' if active else 'add-task'} {task}",
+        )
+    return RetrainResult(
+        manifest,
+        activate,
+        comparison,
+        added,
+        removed,
+        cache.encoder_batches,
+        round(time.time() - started, 2),
+    )
 
 
 def _stack_logits(module: nn.Module, features: list[torch.Tensor]) -> torch.Tensor:

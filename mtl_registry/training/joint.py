@@ -43,7 +43,11 @@ class TrainResult:
 
 
 def run_joint(
-    registry: Registry, specs: list[TaskSpec], config: TrainConfig, *, progress: bool = True,
+    registry: Registry,
+    specs: list[TaskSpec],
+    config: TrainConfig,
+    *,
+    progress: bool = True,
     warm_from: dict[str, HeadManifest] | None = None,
 ) -> JointRun:
     """Train the active encoder with every task. `warm_from` starts heads from published ones."""
@@ -52,8 +56,9 @@ def run_joint(
         loaded = load_heads(registry, trainer.encoder, warm_from)
         for name, manifest in warm_from.items():
             task = trainer.model.tasks[name]
-            task.head_type.warm_start(loaded.model.heads[name], trainer.model.heads[name],
-                                      manifest.labels, task.labels)
+            task.head_type.warm_start(
+                loaded.model.heads[name], trainer.model.heads[name], manifest.labels, task.labels
+            )
     run_dir = registry.root / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     started = time.time()
@@ -65,15 +70,25 @@ def run_joint(
     for name, report in (("dev", dev), ("test", test)):
         if report is not None:
             (run_dir / f"{name}_report.json").write_text(json.dumps(report, indent=2))
-    training = {**config.model_dump(mode="json"), "seconds": round(time.time() - started, 1),
-                "final_weights": trainer.strategy.weights(), "run": str(run_dir),
-                "warm_start": {t: m.version for t, m in (warm_from or {}).items()},
-                "gradient_conflicts": trainer.summary}
+    training = {
+        **config.model_dump(mode="json"),
+        "seconds": round(time.time() - started, 1),
+        "final_weights": trainer.strategy.weights(),
+        "run": str(run_dir),
+        "warm_start": {t: m.version for t, m in (warm_from or {}).items()},
+        "gradient_conflicts": trainer.summary,
+    }
     return JointRun(trainer, specs, dev, test, run_dir, training, calibration)
 
 
-def publish_joint(registry: Registry, run: JointRun, *, activate: bool, reason: str,
-                  extra: dict[str, Any] | None = None) -> TrainResult:
+def publish_joint(
+    registry: Registry,
+    run: JointRun,
+    *,
+    activate: bool,
+    reason: str,
+    extra: dict[str, Any] | None = None,
+) -> TrainResult:
     """A new encoder and a new version of every head, published together as one release."""
     active = registry.active()
     model = run.trainer.model
@@ -84,26 +99,44 @@ def publish_joint(registry: Registry, run: JointRun, *, activate: bool, reason: 
             task = model.tasks[s.name]
             folder = Path(tmp) / "heads" / s.name
             save_head(model.heads[s.name], folder)
-            metrics = {"dev": run.dev["tasks"][s.name],
-                       **({"test": run.test["tasks"][s.name]} if run.test else {})}
+            metrics = {
+                "dev": run.dev["tasks"][s.name],
+                **({"test": run.test["tasks"][s.name]} if run.test else {}),
+            }
             draft = HeadDraft(
-                task=s.name, head_type=task.head_type.name, plugin=task.plugin,
-                labels=task.labels, head_config=task.config.model_dump(), metrics=metrics,
+                task=s.name,
+                head_type=task.head_type.name,
+                plugin=task.plugin,
+                labels=task.labels,
+                head_config=task.config.model_dump(),
+                metrics=metrics,
                 data=DataRef(path=str(s.data.resolve()), fingerprint=data_fingerprint(s.data)),
-                training={**run.training, **(extra or {}),
-                          "calibration": run.calibration.get(s.name, {})},
+                training={
+                    **run.training,
+                    **(extra or {}),
+                    "calibration": run.calibration.get(s.name, {}),
+                },
                 parent_version=active.heads.get(s.name),
             )
             heads.append((draft, folder))
         encoder, published = registry.publish(
-            heads, encoder_dir=Path(tmp) / "encoder", encoder_parent=run.trainer.encoder.fingerprint,
-            activate=activate, replace_active=True, reason=reason)
+            heads,
+            encoder_dir=Path(tmp) / "encoder",
+            encoder_parent=run.trainer.encoder.fingerprint,
+            activate=activate,
+            replace_active=True,
+            reason=reason,
+        )
     return TrainResult(encoder, published, run.dev, run.test, run.run_dir, activate)
 
 
 def train(
-    registry: Registry, specs: list[TaskSpec], config: TrainConfig | None = None, *,
-    progress: bool = True, reason: str = "train",
+    registry: Registry,
+    specs: list[TaskSpec],
+    config: TrainConfig | None = None,
+    *,
+    progress: bool = True,
+    reason: str = "train",
 ) -> TrainResult:
     """Fine-tune the active encoder with every task, then publish and activate the result."""
     run = run_joint(registry, specs, config or TrainConfig(), progress=progress)

@@ -29,8 +29,9 @@ def _figure(title: str) -> tuple[Figure, Axes]:
     return fig, ax
 
 
-def _per_task_over_steps(steps: list[dict[str, Any]], field: str, title: str, ylabel: str,
-                         path: Path) -> Path:
+def _per_task_over_steps(
+    steps: list[dict[str, Any]], field: str, title: str, ylabel: str, path: Path
+) -> Path:
     fig, ax = _figure(title)
     tasks = sorted({t for e in steps for t in e.get(field, {})})
     for task in tasks:
@@ -55,16 +56,23 @@ def _conflict_rates(rates: dict[str, float], scope: str, title: str, path: Path)
     return path
 
 
-def write_plots(steps: list[dict[str, Any]], conflict_rate: dict[str, float], out_dir: Path,
-                title: str = "") -> list[Path]:
+def write_plots(
+    steps: list[dict[str, Any]], conflict_rate: dict[str, float], out_dir: Path, title: str = ""
+) -> list[Path]:
     """weights.png, losses.png and conflicts.png in `out_dir`; returns their paths."""
     prefix = f"{title}: " if title else ""
     scope = ", ".join(sorted({e["grad_scope"] for e in steps if "grad_scope" in e})) or "n/a"
     return [
-        _per_task_over_steps(steps, "weight", f"{prefix}task weights", "weight",
-                             out_dir / "weights.png"),
-        _per_task_over_steps(steps, "loss", f"{prefix}training loss", "loss",
-                             out_dir / "losses.png"),
-        _conflict_rates(conflict_rate, scope, f"{prefix}gradient conflict rate per task pair",
-                        out_dir / "conflicts.png"),
+        _per_task_over_steps(
+            steps, "weight", f"{prefix}task weights", "weight", out_dir / "weights.png"
+        ),
+        _per_task_over_steps(
+            steps, "loss", f"{prefix}training loss", "loss", out_dir / "losses.png"
+        ),
+        _conflict_rates(
+            conflict_rate,
+            scope,
+            f"{prefix}gradient conflict rate per task pair",
+            out_dir / "conflicts.png",
+        ),
     ]

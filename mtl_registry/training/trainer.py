@@ -35,15 +35,19 @@ class JointTrainer:
         plugins = host()
         resolved = {s.name: plugins.head_type(s.head_type) for s in specs}
         self.dirs = load_data_dirs(
-            self.encoder, {s.name: (resolved[s.name][0], s.data) for s in specs})
+            self.encoder, {s.name: (resolved[s.name][0], s.data) for s in specs}
+        )
         tasks = {}
         for s in specs:
             head_type, plugin = resolved[s.name]
             train = self._split(s, "train")
             values = [v for v in train.values(head_type.field) if v is not None]
             if not values:
-                raise DataError(f"no record carries '{head_type.field}' labels for task "
-                                f"'{s.name}'", path=train.path, field=head_type.field)
+                raise DataError(
+                    f"no record carries '{head_type.field}' labels for task '{s.name}'",
+                    path=train.path,
+                    field=head_type.field,
+                )
             labels = head_type.label_set(values)
             for split in self.dirs[s.data.resolve()].splits.values():
                 check_labels(split, head_type, labels)
@@ -51,10 +55,13 @@ class JointTrainer:
         self.model = MultiTaskModel(self.encoder, tasks)
         self._task_dirs = {s.name: s.data.resolve() for s in specs}
         self.strategy: Strategy = plugins.strategy(config.strategy)(
-            list(tasks), config.strategy_options)
+            list(tasks), config.strategy_options
+        )
         self.summary: dict[str, Any] = {}
-        self.targets = {s.name: targets(self._split(s, "train"), tasks[s.name].head_type,
-                                        tasks[s.name].labels) for s in specs}
+        self.targets = {
+            s.name: targets(self._split(s, "train"), tasks[s.name].head_type, tasks[s.name].labels)
+            for s in specs
+        }
 
     def _split(self, spec: TaskSpec, split: str) -> Split:
         return self.dirs[spec.data.resolve()].splits[split]
@@ -75,13 +82,22 @@ class JointTrainer:
             (no_decay if p.dim() < 2 or "LayerNorm" in name or "norm" in name else decay).append(p)
         enc = {id(p) for p in self.encoder.parameters()}
         groups = [
-            {"params": [p for p in decay if id(p) in enc], "lr": c.lr,
-             "weight_decay": c.weight_decay},
+            {
+                "params": [p for p in decay if id(p) in enc],
+                "lr": c.lr,
+                "weight_decay": c.weight_decay,
+            },
             {"params": [p for p in no_decay if id(p) in enc], "lr": c.lr, "weight_decay": 0.0},
-            {"params": [p for p in decay if id(p) not in enc], "lr": c.head_lr,
-             "weight_decay": c.weight_decay},
-            {"params": [p for p in no_decay if id(p) not in enc], "lr": c.head_lr,
-             "weight_decay": 0.0},
+            {
+                "params": [p for p in decay if id(p) not in enc],
+                "lr": c.head_lr,
+                "weight_decay": c.weight_decay,
+            },
+            {
+                "params": [p for p in no_decay if id(p) not in enc],
+                "lr": c.head_lr,
+                "weight_decay": 0.0,
+            },
             {"params": list(self.strategy.parameters()), "lr": c.strategy_lr, "weight_decay": 0.0},
         ]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
@@ -104,8 +120,12 @@ class JointTrainer:
                     tgts.setdefault(s.name, []).append(self.targets[s.name][i])
         ids, mask = self.encoder.collate(encoded)
         head_types = {n: self.model.tasks[n].head_type for n in rows}
-        return (ids, mask, {n: torch.tensor(r) for n, r in rows.items()},
-                {n: head_types[n].collate(t) for n, t in tgts.items()})
+        return (
+            ids,
+            mask,
+            {n: torch.tensor(r) for n, r in rows.items()},
+            {n: head_types[n].collate(t) for n, t in tgts.items()},
+        )
 
     def run(self, log_path: Path, progress: bool = True) -> dict[str, Any]:
         """Train; returns the best dev report. The model holds the best weights afterwards."""
@@ -124,7 +144,9 @@ class JointTrainer:
                 losses, stats = self.step(self._batch(picks, paths), optimizer, scheduler, shared)
                 tally.add(stats)
                 entry = {
-                    "step": step + 1, "epoch": step // per_epoch + 1, "time": time.time(),
+                    "step": step + 1,
+                    "epoch": step // per_epoch + 1,
+                    "time": time.time(),
                     "lr": scheduler.get_last_lr()[0],
                     "loss": {n: round(v.item(), 5) for n, v in losses.items()},
                     "weight": {n: round(w, 5) for n, w in self.strategy.weights().items()},
@@ -138,12 +160,24 @@ class JointTrainer:
                     report = score_dirs(self.model.eval(), self.dirs, self._task_dirs, "dev")
                     assert report is not None  # dev is required
                     combined = sum(primary(self.model, report).values()) / len(self.specs)
-                    log.write(json.dumps({"step": step + 1, "dev": primary(self.model, report),
-                                          "combined": combined}) + "\n")
+                    log.write(
+                        json.dumps(
+                            {
+                                "step": step + 1,
+                                "dev": primary(self.model, report),
+                                "combined": combined,
+                            }
+                        )
+                        + "\n"
+                    )
                     log.flush()
                     if progress:
-                        bar.write(f"epoch {entry['epoch']}: dev " + ", ".join(
-                        f"{n} {v:.3f}" for n, v in primary(self.model, report).items()))
+                        bar.write(
+                            f"epoch {entry['epoch']}: dev "
+                            + ", ".join(
+                                f"{n} {v:.3f}" for n, v in primary(self.model, report).items()
+                            )
+                        )
                     if best is None or combined > best[0]:
                         state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                         best = (combined, state, report)
@@ -154,8 +188,13 @@ class JointTrainer:
         self.model.eval()
         return best[2]
 
-    def step(self, batch: tuple[Any, ...], optimizer: torch.optim.Optimizer, scheduler: Any,
-             shared: SharedParameters) -> tuple[dict[str, torch.Tensor], GradientStats]:
+    def step(
+        self,
+        batch: tuple[Any, ...],
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        shared: SharedParameters,
+    ) -> tuple[dict[str, torch.Tensor], GradientStats]:
         """One optimisation step: forward, the strategy's backward, clipping, update."""
         ids, mask, rows, tgts = batch
         self.model.train()
@@ -174,8 +213,13 @@ class JointTrainer:
         """Write summary.json (conflict rates) and the plots into the run directory."""
         run_dir = log_path.parent
         plots = write_plots(read_steps(log_path), tally.rates, run_dir, title=self.strategy.name)
-        self.summary = {"strategy": self.strategy.name, "steps": steps, **tally.summary(),
-                        "final_weights": self.strategy.weights(), "plots": [p.name for p in plots]}
+        self.summary = {
+            "strategy": self.strategy.name,
+            "steps": steps,
+            **tally.summary(),
+            "final_weights": self.strategy.weights(),
+            "plots": [p.name for p in plots],
+        }
         (run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2))
 
     def calibrate(self) -> dict[str, Any]:
@@ -188,7 +232,9 @@ class JointTrainer:
             rows = [i for i, t in enumerate(tg) if t is not None]
             logits = self.model.logits([dev.encoded[i] for i in rows], s.name)
             chosen[s.name] = task.head_type.calibrate(
-                self.model.heads[s.name], logits, task.head_type.collate([tg[i] for i in rows]),
-                task.labels)
+                self.model.heads[s.name],
+                logits,
+                task.head_type.collate([tg[i] for i in rows]),
+                task.labels,
+            )
         return chosen
-

@@ -39,7 +39,11 @@ def test_plugin_declares_api_1_and_registers_the_ordinal_head_type() -> None:
     assert isinstance(head_type, OrdinalHead) and ref.name == "mtl-ordinal-head"
     spec = validate_head_type(head_type)
     assert (spec.name, spec.level, spec.field, spec.primary_metric) == (
-        "ordinal", "sentence", "csat", "spearman")
+        "ordinal",
+        "sentence",
+        "csat",
+        "spearman",
+    )
 
 
 def test_installed_distribution_exposes_its_entry_point() -> None:
@@ -107,8 +111,8 @@ def test_decode_gives_the_median_level_the_mean_rating_and_the_distribution() ->
     assert pred["score"] == 3 and pred["label"] == "3"
     assert pred["expected"] == pytest.approx(1 + sum(s), abs=1e-4) == pytest.approx(3.0)
     assert pred["distribution"] == pytest.approx(
-        {"1": 1 - s[0], "2": s[0] - s[1], "3": s[1] - s[2], "4": s[2] - s[3], "5": s[3]},
-        abs=1e-4)
+        {"1": 1 - s[0], "2": s[0] - s[1], "3": s[1] - s[2], "4": s[2] - s[3], "5": s[3]}, abs=1e-4
+    )
     assert pred["probability"] == pred["distribution"]["3"]
     assert OrdinalHead().is_correct(3, pred, None) and not OrdinalHead().is_correct(4, pred, None)
 

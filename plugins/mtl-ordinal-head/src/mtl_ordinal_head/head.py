@@ -38,8 +38,10 @@ class OrdinalHead(HeadType):
     def label_set(self, values: list[Any]) -> list[str]:
         low, high = self.scale or (min(values), max(values))
         if high <= low:
-            raise DataError(f"an ordinal head needs at least two levels; the data has only "
-                            f"{low}", field=self.field)
+            raise DataError(
+                f"an ordinal head needs at least two levels; the data has only {low}",
+                field=self.field,
+            )
         return [str(v) for v in range(low, high + 1)]
 
     def labels_used(self, value: Any) -> list[str]:
@@ -63,17 +65,29 @@ class OrdinalHead(HeadType):
         picked = (above > 0.5).sum(1).tolist()
         expected = (int(labels[0]) + above.sum(1)).tolist()
         return [
-            {"label": labels[k], "probability": round(row[k], 4), "score": int(labels[k]),
-             "expected": round(e, 4), "distribution": {x: round(p, 4) for x, p in zip(labels, row)}}
+            {
+                "label": labels[k],
+                "probability": round(row[k], 4),
+                "score": int(labels[k]),
+                "expected": round(e, 4),
+                "distribution": {x: round(p, 4) for x, p in zip(labels, row)},
+            }
             for row, k, e in zip(probs.tolist(), picked, expected)
         ]
 
     def metrics(
-        self, golds: list[int], preds: list[dict[str, Any]], encoded: list[Encoded],
+        self,
+        golds: list[int],
+        preds: list[dict[str, Any]],
+        encoded: list[Encoded],
         labels: list[str],
     ) -> dict[str, Any]:
-        return ordinal_metrics(golds, [p["score"] for p in preds], [p["expected"] for p in preds],
-                               [int(x) for x in labels])
+        return ordinal_metrics(
+            golds,
+            [p["score"] for p in preds],
+            [p["expected"] for p in preds],
+            [int(x) for x in labels],
+        )
 
     def is_correct(self, gold: int, pred: dict[str, Any], encoded: Encoded) -> bool:
         return gold == pred["score"]
