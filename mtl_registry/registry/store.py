@@ -238,15 +238,7 @@ class Registry:
                     heads=heads_map,
                     release=release.id if release else active.release,
                 )
-                self._set_active(
-                    new,
-                    HistoryEntry(
-                        action="release" if release else "activate",
-                        from_=active.model_dump(exclude={"generation"}),
-                        to=new.model_dump(exclude={"generation"}),
-                        reason=reason,
-                    ),
-                )
+                self._switch(active, new, "release" if release else "activate", reason)
         return encoder, published
 
     # ---- releases ---------------------------------------------------------------------
@@ -274,16 +266,7 @@ class Registry:
                 heads=dict(rel.heads),
                 release=rel.id,
             )
-            self._check_consistent(new)
-            self._set_active(
-                new,
-                HistoryEntry(
-                    action="release",
-                    from_=active.model_dump(exclude={"generation"}),
-                    to=new.model_dump(exclude={"generation"}),
-                    reason=reason,
-                ),
-            )
+            self._switch(active, new, "release", reason)
         return new
 
     def rollback(self, reason: str = "") -> ActiveState:
@@ -295,16 +278,7 @@ class Registry:
             if entry is None or not isinstance(entry.from_, dict) or not entry.from_.get("encoder"):
                 raise RegistryError(f"{self.root}: no earlier release to roll back to")
             new = ActiveState(**{**entry.from_, "generation": active.generation + 1})
-            self._check_consistent(new)
-            self._set_active(
-                new,
-                HistoryEntry(
-                    action="rollback",
-                    from_=active.model_dump(exclude={"generation"}),
-                    to=new.model_dump(exclude={"generation"}),
-                    reason=reason,
-                ),
-            )
+            self._switch(active, new, "rollback", reason)
         return new
 
     def _publish_head(self, draft: HeadDraft, folder: Path, encoder_fp: str) -> HeadManifest:
@@ -330,6 +304,19 @@ class Registry:
         if not self.active_path.is_file():
             return ActiveState()
         return _read_model(self.active_path, ActiveState)
+
+    def _switch(self, active: ActiveState, new: ActiveState, action: str, reason: str) -> None:
+        """Replace the whole active state, recording both states in the history."""
+        self._check_consistent(new)
+        self._set_active(
+            new,
+            HistoryEntry(
+                action=action,  # type: ignore[arg-type]
+                from_=active.model_dump(exclude={"generation"}),
+                to=new.model_dump(exclude={"generation"}),
+                reason=reason,
+            ),
+        )
 
     def _set_active(self, state: ActiveState, entry: HistoryEntry) -> None:
         _write_model(self.active_path, state)

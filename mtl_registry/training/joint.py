@@ -64,8 +64,8 @@ def run_joint(
     started = time.time()
     trainer.run(run_dir / "steps.jsonl", progress)
     calibration = trainer.calibrate()
-    dev = score_dirs(trainer.model, trainer.dirs, trainer._task_dirs, "dev")
-    test = score_dirs(trainer.model, trainer.dirs, trainer._task_dirs, "test")
+    dev = score_dirs(trainer.model, trainer.dirs, trainer.task_dirs, "dev")
+    test = score_dirs(trainer.model, trainer.dirs, trainer.task_dirs, "test")
     assert dev is not None  # dev is required by the trainer
     for name, report in (("dev", dev), ("test", test)):
         if report is not None:

@@ -53,7 +53,7 @@ class JointTrainer:
                 check_labels(split, head_type, labels)
             tasks[s.name] = Task(s.name, head_type, plugin, labels, config.head)
         self.model = MultiTaskModel(self.encoder, tasks)
-        self._task_dirs = {s.name: s.data.resolve() for s in specs}
+        self.task_dirs = {s.name: s.data.resolve() for s in specs}
         self.strategy: Strategy = plugins.strategy(config.strategy)(
             list(tasks), config.strategy_options
         )
@@ -157,7 +157,7 @@ class JointTrainer:
                 bar.set_postfix({n: f"{v.item():.3f}" for n, v in losses.items()})
                 end_of_epoch = (step + 1) % per_epoch == 0 or step + 1 == total
                 if end_of_epoch:
-                    report = score_dirs(self.model.eval(), self.dirs, self._task_dirs, "dev")
+                    report = score_dirs(self.model.eval(), self.dirs, self.task_dirs, "dev")
                     assert report is not None  # dev is required
                     combined = sum(primary(self.model, report).values()) / len(self.specs)
                     log.write(
