@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from mtl_registry.export import ExportError, export_active, read_manifest
 from mtl_registry.export.gate import search
@@ -162,6 +164,43 @@ def test_groups_kept_fp32_stay_unquantised(fp32_export, tmp_path: Path):
     assert any(t in {"MatMulInteger", "DynamicQuantizeMatMul"} for t in nodes.values())
     with pytest.raises(ValueError, match="unknown node groups"):
         quantise(path / "model.onnx", tmp_path / "q2.onnx", ["layer.9"], groups)
+
+
+def test_word_embeddings_are_stored_as_int8_rows_with_one_scale_per_row(
+    fp32_export, tmp_path: Path
+):
+    registry, path = fp32_export
+    groups = node_groups(path / "model.onnx", ["intent", "sentiment", "ner"])
+    layers = [g for g in groups if g.startswith("layer.")]
+    _, tables = quantise(path / "model.onnx", tmp_path / "q.onnx", [*layers, "head:ner"], groups)
+    (table,) = tables
+    fp32 = {t.name: t for t in onnx.load(str(path / "model.onnx")).graph.initializer}
+    int8 = {t.name: t for t in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
+    assert table not in int8  # the fp32 table is gone, not kept beside its int8 copy
+    original = numpy_helper.to_array(fp32[table])
+    rows = numpy_helper.to_array(int8[f"{table}_int8_rows"])
+    scales = numpy_helper.to_array(int8[f"{table}_row_scales"])
+    assert rows.dtype == np.int8 and rows.shape == original.shape
+    assert scales.shape == (original.shape[0], 1)
+    assert (np.abs(rows * scales - original).max(axis=1) <= scales[:, 0] / 2 + 1e-7).all()
+    # only the lookup is INT8 here, so the graph still matches PyTorch closely
+    torch_model = Runtime(registry).heads.model
+    encoded = torch_model.encoder.tokenize(TEXTS)
+    got = OnnxModel.from_graph(
+        tmp_path / "q.onnx",
+        torch_model.encoder,
+        torch_model.tasks,
+        dict(torch_model.heads.items()),
+    ).run(encoded)
+    ids, mask = torch_model.encoder.collate(encoded)
+    with torch.inference_mode():
+        expected = torch_model(ids, mask)
+    for task in ("intent", "sentiment"):
+        assert torch.allclose(got[task], expected[task], atol=2e-2)
+    # keeping the group fp32 leaves the table untouched
+    _, none = quantise(path / "model.onnx", tmp_path / "k.onnx", ["embeddings"], groups)
+    kept = {t.name for t in onnx.load(str(tmp_path / "k.onnx")).graph.initializer}
+    assert none == [] and table in kept
 
 
 def test_search_gives_up_cheap_groups_first_then_the_most_sensitive_layers():

@@ -33,7 +33,7 @@ from mtl_registry.export.quantize import PER_CHANNEL, QUANTISED_OPS, node_groups
 from mtl_registry.model import MultiTaskModel
 from mtl_registry.registry import HeadManifest
 
-FORMAT = 3  # 2: per-channel INT8 weights; 3: the gate judges dev and test
+FORMAT = 4  # 2: per-channel INT8 weights; 3: the gate judges dev and test; 4: int8 rows
 SPLITS = ("dev", "test")  # the gate's held-out data: a head must pass on both
 FP32_ATOL = 1e-3  # ONNX fp32 vs PyTorch fp32 logits; fused kernels differ only by rounding
 Echo = Callable[[str], None]
@@ -154,13 +154,13 @@ def _int8(
     ref_scores = {s: held.scores(reference, s) for s in SPLITS}
     ref_logits = held.logits(reference, "dev")
     log: list[dict[str, Any]] = []
-    paths: dict[tuple[str, ...], Path] = {}
+    paths: dict[tuple[str, ...], tuple[Path, list[str]]] = {}
     results: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
 
     def build(keep: list[str]) -> OnnxModel:
         path = work / f"int8-{len(paths)}.onnx"
-        quantise(fp32, path, keep, groups)
-        paths[tuple(keep)] = path
+        _, tables = quantise(fp32, path, keep, groups)
+        paths[tuple(keep)] = path, tables
         return onnx_model(path, model)
 
     def held_out(keep: list[str]) -> dict[str, Any]:
@@ -226,11 +226,13 @@ def _int8(
         "data": {n: str(d) for n, d in held.task_dirs.items()},
     }
     excluded = [n for g in keep for n in groups[g]]
+    path, tables = paths[tuple(keep)]
     return (
-        paths[tuple(keep)],
+        path,
         Quantisation(
             op_types=list(QUANTISED_OPS),
             per_channel=PER_CHANNEL,
+            int8_rows=tables,
             kept_fp32=keep,
             excluded_nodes=excluded,
             reason=reason,

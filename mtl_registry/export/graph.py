@@ -90,10 +90,19 @@ def fuse(src: Path, dst: Path, model_type: str, num_heads: int, hidden_size: int
     import logging
 
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    options = FusionOptions("bert")
+    # The word-embedding lookup stays a plain Gather, so INT8 can store the table by rows.
+    options.enable_embed_layer_norm = False
     optimized = optimizer.optimize_model(
-        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
+        str(src),
+        model_type="bert",
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        opt_level=0,
+        optimization_options=options,
     )
     optimized.save_model_to_file(str(dst))
     stats = optimized.get_fused_operator_statistics()

@@ -53,6 +53,10 @@ class Quantisation(_Model):
     weight_type: str = "int8"
     per_channel: bool = True
     op_types: list[str]
+    int8_rows: list[str] = Field(
+        default_factory=list,
+        description="lookup tables stored as int8 rows with one scale per row",
+    )
     kept_fp32: list[str] = Field(default_factory=list, description="node groups left in fp32")
     excluded_nodes: list[str] = Field(default_factory=list)
     reason: str = ""
