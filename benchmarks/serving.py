@@ -1,10 +1,11 @@
 """The HTTP server under load, steady and while the sentiment head is swapped repeatedly.
 
-    python benchmarks/serving.py [--work DIR] [--clients 4] [--seconds 20]
+    python benchmarks/serving.py [--work DIR] [--clients 4] [--seconds 20] [--backend torch]
 
 Starts `mtlreg serve` as a real process on loopback (packaged encoder, demo heads plus a
 retrained sentiment version), drives it from client threads, and flips the active
-sentiment version every 0.5 s during the second phase.
+sentiment version every 0.5 s during the second phase. With an ONNX backend both
+releases are exported before the server starts, so a swap loads a ready export.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from common import machine, trained_registry
 
 from mtl_registry.data.mangaassist import generate_sentiment_v2
+from mtl_registry.export import export_active
+from mtl_registry.runtime.predictor import BACKENDS
 from mtl_registry.training.head_only import HeadTrainConfig, retrain_head
 
 MESSAGE = json.dumps({"texts": ["is vol 12 of berserk back in stock?? ordered twice already"]})
@@ -73,8 +76,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mtlreg-bench")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serving.md"))
+    parser.add_argument("--backend", choices=BACKENDS, default="torch")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/serving*.md")
     args = parser.parse_args()
+    suffix = "" if args.backend == "torch" else f"-{args.backend}"
+    out = args.out or Path(f"benchmarks/results/serving{suffix}.md")
 
     registry = trained_registry(args.work / "registry", args.work / "data")
     active = registry.active().heads["sentiment"]
@@ -91,10 +97,23 @@ def main() -> None:
             registry, "sentiment", data, HeadTrainConfig(), progress=False
         ).manifest.version
 
+    if args.backend != "torch":
+        for version in (other, active):
+            registry.activate("sentiment", version, reason="benchmark export")
+            export_active(registry, int8=args.backend == "onnx-int8")
     port = _port()
     env = {**os.environ, "MTLREG_REGISTRY": str(registry.root)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "mtl_registry", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "mtl_registry",
+            "serve",
+            "--port",
+            str(port),
+            "--backend",
+            args.backend,
+        ],
         env=env,
         stderr=subprocess.DEVNULL,
     )
@@ -140,8 +159,10 @@ def main() -> None:
         "# Serving under load, steady vs during head swaps",
         "",
         f"Command: `python benchmarks/serving.py --clients {args.clients} "
-        f"--seconds {args.seconds:g}`",
-        f"Machine: {machine()}",
+        f"--seconds {args.seconds:g} --backend {args.backend}`",
+        f"Machine: {machine()}; backend {args.backend}. Requests go through the server's "
+        "inference lane (one model call at a time; requests waiting together share it). "
+        "The client threads run in the benchmark's own process on the same cores.",
         "",
         f"One short chat message per request, {args.clients} concurrent clients, "
         f"{args.seconds:g} s per phase; the sentiment head swapped {swaps[0]} times "
@@ -156,7 +177,7 @@ def main() -> None:
         f"- failed requests: **{steady_fail + during_fail}** (target 0)",
     ]
     text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
+    out.write_text(text)
     print(text)
 
 

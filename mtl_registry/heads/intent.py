@@ -39,8 +39,8 @@ class IntentHead(HeadType):
         probs = logits.float().softmax(-1)
         best = probs.max(-1)
         return [
-            {"label": labels[int(i)], "probability": round(float(p), 4)}
-            for p, i in zip(best.values, best.indices)
+            {"label": labels[i], "probability": round(p, 4)}
+            for p, i in zip(best.values.tolist(), best.indices.tolist())
         ]
 
     def metrics(

@@ -88,15 +88,19 @@ class Runtime:
         max_length: int = 128,
         backend: str = "torch",
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         """`threads`: intra-op threads (default: one per core). For PyTorch the setting is
-        process-wide; on a loaded two-core machine one thread avoids its pool stalling."""
+        process-wide; on a loaded two-core machine one thread avoids its pool stalling.
+        `spinning` (ONNX backends): pool threads wait for work by spinning, the fastest
+        when this process has the cores to itself; turn it off when it shares them."""
         if backend not in BACKENDS:
             raise RegistryError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
         self.registry = registry.require()
         self.max_length = max_length
         self.backend = backend
         self.threads = threads
+        self.spinning = spinning
         if threads and backend == "torch":
             torch.set_num_threads(threads)
         self._swap_lock = threading.Lock()  # serialises swaps; predictions never wait on it
@@ -124,6 +128,7 @@ class Runtime:
             int8=self.backend == "onnx-int8",
             max_length=self.max_length,
             threads=self.threads,
+            spinning=self.spinning,
         )
 
     @property

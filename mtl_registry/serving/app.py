@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from mtl_registry.runtime import Runtime
+from mtl_registry.serving.lane import InferenceLane
 
 
 class Limits(BaseModel):
@@ -32,7 +36,16 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(runtime: Runtime, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
-    app = FastAPI(title="mtl_registry", version="1")
+    lane = InferenceLane(runtime)  # every model call of this app goes through it
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            lane.close()
+
+    app = FastAPI(title="mtl_registry", version="1", lifespan=lifespan)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -47,7 +60,7 @@ def create_app(runtime: Runtime, limits: Limits | None = None) -> FastAPI:
         return _error(exc.status_code, str(exc.detail))
 
     @app.post("/predict")
-    def predict(body: PredictRequest) -> list[dict[str, Any]]:
+    async def predict(body: PredictRequest) -> list[dict[str, Any]]:
         if not body.texts:
             raise HTTPException(422, "texts: give at least one text")
         if len(body.texts) > limits.max_texts:
@@ -61,7 +74,7 @@ def create_app(runtime: Runtime, limits: Limits | None = None) -> FastAPI:
                 raise HTTPException(
                     413, f"texts[{i}]: {len(text)} characters, the limit is {limits.max_chars}"
                 )
-        return runtime.predict(body.texts)
+        return await asyncio.wrap_future(lane.submit(body.texts))
 
     @app.get("/heads")
     def heads() -> list[dict[str, Any]]:
