@@ -10,7 +10,6 @@ import pytest
 
 from mtl_registry.registry import Registry
 from mtl_registry.runtime import Runtime
-from mtl_registry.runtime.predictor import HeadSet
 from mtl_registry.serving.lane import InferenceLane
 
 TEXTS = [
@@ -31,21 +30,12 @@ class HeldRuntime:
         self.busy = threading.Event()
         self.release = threading.Event()
 
-    @property
-    def heads(self) -> HeadSet:
-        return _Recorded(self)  # type: ignore[return-value]
-
-
-class _Recorded:
-    def __init__(self, owner: HeldRuntime) -> None:
-        self.owner = owner
-
     def predict(self, texts: list[Any]) -> list[dict[str, Any]]:
-        self.owner.calls.append(list(texts))
-        if len(self.owner.calls) == 1:
-            self.owner.busy.set()
-            self.owner.release.wait(30)
-        return self.owner.runtime.predict(texts)
+        self.calls.append(list(texts))
+        if len(self.calls) == 1:
+            self.busy.set()
+            self.release.wait(30)
+        return self.runtime.predict(texts)
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +101,24 @@ def test_close_finishes_every_queued_request_first(runtime):
     closing.join(30)
     assert not closing.is_alive()
     assert [job.result(0)[0]["text"] for job in jobs] == TEXTS
+
+
+def test_a_swap_warms_up_between_model_calls_never_beside_one(registry_copy: Path, tmp_path: Path):
+    from mtl_registry.data.mangaassist import generate_sentiment_v2
+    from mtl_registry.training.head_only import HeadTrainConfig, retrain_head
+
+    registry = Registry(registry_copy)
+    runtime = Runtime(registry)
+    data = tmp_path / "sv2"
+    generate_sentiment_v2(data, seed=2, n_train=60, n_dev=20, n_test=20)
+    run = retrain_head(registry, "sentiment", data, HeadTrainConfig(epochs=1), progress=False)
+    version = run.manifest.version
+    with runtime._compute:  # a model call in progress
+        swap = threading.Thread(target=runtime.swap, args=("sentiment", version))
+        swap.start()
+        swap.join(1.0)
+        assert swap.is_alive()  # the new head's warm-up waits for the call to finish
+        assert runtime.heads.versions["heads"]["sentiment"] == 1
+    swap.join(30)
+    assert not swap.is_alive()
+    assert runtime.predict(["thank you!!"])[0]["versions"]["heads"]["sentiment"] == version

@@ -206,14 +206,13 @@ def load_onnx_heads(
     threads: int | None = None,
     spinning: bool = True,
 ) -> HeadSet:
-    """The release's export (built and cached on first use) as a warmed-up `HeadSet`.
+    """The release's export (built and cached on first use) as a `HeadSet`, not yet warmed up.
 
     The versions it reports are the registry's manifests, which the export was made from.
     """
     from mtl_registry.export.release import ensure_export
-    from mtl_registry.runtime.predictor import WARMUP_TEXTS, HeadSet
+    from mtl_registry.runtime.predictor import HeadSet
 
     path = ensure_export(registry, fingerprint, manifests, int8=int8, max_length=max_length)
-    heads = HeadSet(OnnxModel.load(path, threads, spinning=spinning), dict(manifests), generation)
-    heads.predict(WARMUP_TEXTS)  # a graph or head that cannot decode never goes live
-    return heads
+    model = OnnxModel.load(path, threads, spinning=spinning)
+    return HeadSet(model, dict(manifests), generation)

@@ -58,15 +58,18 @@ def load_heads(
     encoder: SharedEncoder,
     manifests: dict[str, HeadManifest],
     generation: int = 0,
+    warm_up: bool = True,
 ) -> HeadSet:
-    """Load, check and warm up a head set. Raises instead of returning a half-working set."""
+    """Load, check and (unless told not to) warm up a head set. Raises instead of returning
+    a half-working set: a head that cannot decode the warm-up texts never goes live."""
     plugins = host()
     tasks, modules = {}, {}
     for name, manifest in manifests.items():
         head_type, plugin = plugins.head_type(manifest.head_type, manifest.plugin)
         tasks[name], modules[name] = load_head(registry, manifest, encoder, head_type, plugin)
     heads = HeadSet(MultiTaskModel(encoder, tasks, modules).eval(), dict(manifests), generation)
-    heads.predict(WARMUP_TEXTS)  # warm-up: a head that cannot decode never goes live
+    if warm_up:
+        heads.predict(WARMUP_TEXTS)
     return heads
 
 
@@ -104,6 +107,9 @@ class Runtime:
         if threads and backend == "torch":
             torch.set_num_threads(threads)
         self._swap_lock = threading.Lock()  # serialises swaps; predictions never wait on it
+        # One model call at a time (predictions and swap warm-ups): on CPU one forward pass
+        # already uses every core, and two at once only slow each other down.
+        self._compute = threading.Lock()
         self.swaps: dict[str, SwapRecord] = {}
         active = registry.active()
         if active.encoder is None:
@@ -117,10 +123,10 @@ class Runtime:
         manifests = {t: self.registry.head_manifest(t, v) for t, v in heads.items()}
         if self.backend == "torch":
             encoder = load_encoder(self.registry, fingerprint, self.max_length)
-            return load_heads(self.registry, encoder, manifests, generation)
+            return self._warmed(load_heads(self.registry, encoder, manifests, generation, False))
         from mtl_registry.runtime.onnx_backend import load_onnx_heads
 
-        return load_onnx_heads(
+        loaded = load_onnx_heads(
             self.registry,
             fingerprint,
             manifests,
@@ -130,13 +136,22 @@ class Runtime:
             threads=self.threads,
             spinning=self.spinning,
         )
+        return self._warmed(loaded)
+
+    def _warmed(self, heads: HeadSet) -> HeadSet:
+        """Warm-up between requests, never beside one: a swap does not slow serving down."""
+        with self._compute:
+            heads.predict(WARMUP_TEXTS)
+        return heads
 
     @property
     def encoder(self) -> SharedEncoder:
         return self.heads.encoder
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
-        return self.heads.predict(texts, batch_size)  # one consistent HeadSet per call
+        """One consistent head set per call; concurrent calls take turns (see `_compute`)."""
+        with self._compute:
+            return self.heads.predict(texts, batch_size)
 
     def swap(self, task: str, version: int) -> bool:
         """Put one head version live. On any failure the old head keeps serving."""
@@ -174,7 +189,7 @@ class Runtime:
         return ok
 
     def _replace(self, current: HeadSet, wanted: dict[str, int], generation: int) -> bool:
-        manifests = {}
+        manifests, checked = {}, {}
         for task, version in wanted.items():
             old = current.manifests.get(task)
             if old is not None and old.version == version:
@@ -188,7 +203,8 @@ class Runtime:
                         f"{manifest.encoder_fingerprint}, but this runtime serves encoder "
                         f"{current.encoder.fingerprint}"
                     )
-                load_heads(self.registry, current.encoder, {task: manifest})  # check + warm up
+                fresh = load_heads(self.registry, current.encoder, {task: manifest}, 0, False)
+                checked[task] = self._warmed(fresh).model
                 manifests[task] = manifest
                 self.swaps[task] = SwapRecord(wanted=version)
             except (MtlRegError, OSError, RuntimeError, ValueError) as exc:
@@ -198,26 +214,13 @@ class Runtime:
         if manifests == current.manifests:
             self.heads = HeadSet(current.model, current.manifests, generation)
             return False
-        self.heads = self._assemble(current, manifests, generation)
-        return True
-
-    def _assemble(
-        self, current: HeadSet, manifests: dict[str, HeadManifest], generation: int
-    ) -> HeadSet:
-        """Reuse loaded modules where versions match; load the rest (already checked)."""
-        fresh = {
-            t: m
-            for t, m in manifests.items()
-            if t not in current.manifests or current.manifests[t] != m
-        }
-        loaded = load_heads(self.registry, current.encoder, fresh) if fresh else None
         tasks, modules = {}, {}
-        for t in manifests:
-            source = loaded.model if loaded and t in fresh else current.model
+        for t in manifests:  # modules already loaded: the live ones, or the ones just checked
+            source = checked.get(t, current.model)
             tasks[t], modules[t] = source.tasks[t], source.heads[t]
-        return HeadSet(
-            MultiTaskModel(current.encoder, tasks, modules).eval(), manifests, generation
-        )
+        model = MultiTaskModel(current.encoder, tasks, modules).eval()
+        self.heads = HeadSet(model, manifests, generation)
+        return True
 
     def _reload(self, fingerprint: str | None, heads: dict[str, int], generation: int) -> bool:
         """A new encoder (a new release): load everything beside the old set, then swap."""

@@ -81,9 +81,8 @@ class InferenceLane:
             self._run(batch)
 
     def _run(self, batch: list[_Job]) -> None:
-        heads = self.runtime.heads  # one head set for the whole batch: one version set each
-        try:
-            results = heads.predict([t for job in batch for t in job.texts])
+        try:  # one call, so one head set and one version set for the whole batch
+            results = self.runtime.predict([t for job in batch for t in job.texts])
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
