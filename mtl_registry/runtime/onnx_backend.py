@@ -147,8 +147,12 @@ class OnnxModel:
         threads: int | None = None,
         verify: bool = True,
         spinning: bool = True,
+        tokenizer_of: SharedEncoder | None = None,
     ) -> OnnxModel:
-        """An export directory, every file checked against its manifest first."""
+        """An export directory, every file checked against its manifest first.
+
+        `tokenizer_of`: a loaded encoder whose tokenizer to share when it is the export's
+        encoder (a head swap on the same encoder need not load it again)."""
         folder = Path(folder)
         manifest = read_manifest(folder, verify=verify)
         plugins = host()
@@ -159,13 +163,19 @@ class OnnxModel:
             module = task.build(manifest.hidden_size)
             module.load_state_dict(load_file(str(folder / h.state)))
             tasks[h.task], heads[h.task] = task, module.eval()
-        return cls(
-            _session(folder / GRAPH, threads, spinning),
-            tokenizer_only(folder, manifest),
-            tasks,
-            heads,
-            manifest,
+        same = tokenizer_of and tokenizer_of.fingerprint == manifest.encoder_fingerprint
+        encoder = (
+            SharedEncoder(
+                nn.Identity(),
+                tokenizer_of.tokenizer,
+                folder,
+                manifest.max_length,
+                manifest.encoder_fingerprint,
+            )
+            if tokenizer_of and same
+            else tokenizer_only(folder, manifest)
         )
+        return cls(_session(folder / GRAPH, threads, spinning), encoder, tasks, heads, manifest)
 
     def collate(self, chunk: list[Encoded]) -> dict[str, np.ndarray]:
         """Right-padded int64 arrays, as wide as the longest text in this batch."""
@@ -205,6 +215,7 @@ def load_onnx_heads(
     max_length: int = 128,
     threads: int | None = None,
     spinning: bool = True,
+    tokenizer_of: SharedEncoder | None = None,
 ) -> HeadSet:
     """The release's export (built and cached on first use) as a `HeadSet`, not yet warmed up.
 
@@ -214,5 +225,6 @@ def load_onnx_heads(
     from mtl_registry.runtime.predictor import HeadSet
 
     path = ensure_export(registry, fingerprint, manifests, int8=int8, max_length=max_length)
-    model = OnnxModel.load(path, threads, spinning=spinning)
+    # ensure_export has just checked every file against the manifest
+    model = OnnxModel.load(path, threads, False, spinning, tokenizer_of)
     return HeadSet(model, dict(manifests), generation)

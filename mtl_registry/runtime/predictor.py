@@ -118,8 +118,15 @@ class Runtime:
             raise RegistryError(f"{registry.root}: no active heads; run `mtlreg train` first")
         self.heads = self._load(active.encoder, active.heads, active.generation)
 
-    def _load(self, fingerprint: str, heads: dict[str, int], generation: int) -> HeadSet:
-        """A checked, warmed-up head set on this runtime's backend."""
+    def _load(
+        self,
+        fingerprint: str,
+        heads: dict[str, int],
+        generation: int,
+        current: SharedEncoder | None = None,
+    ) -> HeadSet:
+        """A checked, warmed-up head set on this runtime's backend. `current`: the encoder
+        now serving, whose tokenizer an export of the same encoder shares."""
         manifests = {t: self.registry.head_manifest(t, v) for t, v in heads.items()}
         if self.backend == "torch":
             encoder = load_encoder(self.registry, fingerprint, self.max_length)
@@ -135,6 +142,7 @@ class Runtime:
             max_length=self.max_length,
             threads=self.threads,
             spinning=self.spinning,
+            tokenizer_of=current,
         )
         return self._warmed(loaded)
 
@@ -227,7 +235,7 @@ class Runtime:
         try:
             if fingerprint is None:
                 raise RegistryError("the registry has no active encoder")
-            self.heads = self._load(fingerprint, heads, generation)
+            self.heads = self._load(fingerprint, heads, generation, self.heads.encoder)
             return True
         except (MtlRegError, OSError, RuntimeError, ValueError) as exc:
             self.swaps["*"] = SwapRecord(error=f"reload onto encoder {fingerprint}: {exc}")
