@@ -20,7 +20,7 @@ import onnxruntime as ort
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from mtl_registry.encoder.backbone import Encoded, SharedEncoder
 from mtl_registry.export.graph import output_name
@@ -100,9 +100,12 @@ def _torch_single_threaded() -> Iterator[None]:
                 torch.set_num_threads(_torch_threads_saved)
 
 
-def tokenizer_only(folder: Path, manifest: ExportManifest) -> SharedEncoder:
-    """A `SharedEncoder` that tokenises and collates but holds no weights (the graph has them)."""
-    tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
+def tokenizer_only(
+    folder: Path, manifest: ExportManifest, tokenizer: PreTrainedTokenizerBase | None = None
+) -> SharedEncoder:
+    """A `SharedEncoder` that tokenises and collates but holds no weights (the graph has them);
+    `tokenizer`: one already loaded for this encoder, shared instead of loaded again."""
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder, use_fast=True)
     return SharedEncoder(
         nn.Identity(), tokenizer, folder, manifest.max_length, manifest.encoder_fingerprint
     )
@@ -163,18 +166,10 @@ class OnnxModel:
             module = task.build(manifest.hidden_size)
             module.load_state_dict(load_file(str(folder / h.state)))
             tasks[h.task], heads[h.task] = task, module.eval()
-        same = tokenizer_of and tokenizer_of.fingerprint == manifest.encoder_fingerprint
-        encoder = (
-            SharedEncoder(
-                nn.Identity(),
-                tokenizer_of.tokenizer,
-                folder,
-                manifest.max_length,
-                manifest.encoder_fingerprint,
-            )
-            if tokenizer_of and same
-            else tokenizer_only(folder, manifest)
-        )
+        shared = None
+        if tokenizer_of is not None and tokenizer_of.fingerprint == manifest.encoder_fingerprint:
+            shared = tokenizer_of.tokenizer
+        encoder = tokenizer_only(folder, manifest, shared)
         return cls(_session(folder / GRAPH, threads, spinning), encoder, tasks, heads, manifest)
 
     def collate(self, chunk: list[Encoded]) -> dict[str, np.ndarray]:

@@ -130,7 +130,9 @@ class Runtime:
         manifests = {t: self.registry.head_manifest(t, v) for t, v in heads.items()}
         if self.backend == "torch":
             encoder = load_encoder(self.registry, fingerprint, self.max_length)
-            return self._warmed(load_heads(self.registry, encoder, manifests, generation, False))
+            return self._warmed(
+                load_heads(self.registry, encoder, manifests, generation, warm_up=False)
+            )
         from mtl_registry.runtime.onnx_backend import load_onnx_heads
 
         loaded = load_onnx_heads(
@@ -211,7 +213,7 @@ class Runtime:
                         f"{manifest.encoder_fingerprint}, but this runtime serves encoder "
                         f"{current.encoder.fingerprint}"
                     )
-                fresh = load_heads(self.registry, current.encoder, {task: manifest}, 0, False)
+                fresh = load_heads(self.registry, current.encoder, {task: manifest}, warm_up=False)
                 checked[task] = self._warmed(fresh).model
                 manifests[task] = manifest
                 self.swaps[task] = SwapRecord(wanted=version)
