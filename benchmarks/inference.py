@@ -493,6 +493,19 @@ def targets(
     ]
 
 
+def backend_table(rows: dict[str, dict[str, float]]) -> list[str]:
+    """A Markdown table with one row per backend and one column per key of its dict."""
+    columns = list(next(iter(rows.values())))
+    return [
+        "| backend | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+        *[
+            f"| {LABEL[b]} | " + " | ".join(f"{x:.3f}" for x in v.values()) + " |"
+            for b, v in rows.items()
+        ],
+    ]
+
+
 def quality_table(qual: dict[str, dict[str, float]]) -> list[str]:
     lines = [
         "| model | backend | intent accuracy | sentiment micro F1 | ner entity F1 |",
@@ -606,12 +619,7 @@ def report(
         "Latency: the median over rounds of the two p50s of each round (the configurations "
         "ran interleaved within a round).",
         "",
-        "| backend | " + " | ".join(next(iter(r.values()))) + " |",
-        "|---|" + "---|" * len(next(iter(r.values()))),
-        *[
-            f"| {LABEL[b]} | " + " | ".join(f"{x:.3f}" for x in v.values()) + " |"
-            for b, v in r.items()
-        ],
+        *backend_table(r),
         "",
         "## Targets",
         "",
@@ -619,12 +627,7 @@ def report(
         "",
         "## Where a short message's time goes (multi-task, batch 1, p50 ms)",
         "",
-        "| backend | " + " | ".join(next(iter(steps.values()))) + " |",
-        "|---|" + "---|" * len(next(iter(steps.values()))),
-        *[
-            f"| {LABEL[b]} | " + " | ".join(f"{v:.3f}" for v in s.values()) + " |"
-            for b, s in steps.items()
-        ],
+        *backend_table(steps),
         "",
         "## A fourth head",
         "",
@@ -854,25 +857,25 @@ def thread_settings(
     fastest setting per configuration, which the main table then uses: each side gets the
     setting that suits it (three sessions that each spin get in each other's way)."""
     predictors: dict[str, Predict] = {}
+    configs: dict[str, tuple[str, str, Setting]] = {}  # name -> (kind, backend, setting)
     for backend, settings in SETTINGS.items():
         for kind in ("multi", "separate"):
             for setting in settings:
+                name = f"{kind} {backend} {setting}"
+                configs[name] = (kind, backend, setting)
                 model = load(kind, backend, multi, separate, *setting)
-                name = f"{kind} {backend}|{setting[0]}|{int(setting[1])}"
                 predictors[name] = _with_threads(model.predict, setting[0], backend)
     samples, _ = interleaved(predictors, {1: [MESSAGE]}, rounds, {1: 20})
-    p50 = {name: summary(samples[(name, 1)], 1)["p50_ms"] for name in predictors}
-    best: dict[str, Setting] = {}
     table: dict[str, float] = {}
-    for name, value in p50.items():
-        config, threads, spinning = name.split("|")
-        setting = (int(threads), bool(int(spinning)))
-        kind, backend = config.split()
+    best: dict[str, tuple[float, Setting]] = {}
+    for name, (kind, backend, setting) in configs.items():
+        p50 = summary(samples[(name, 1)], 1)["p50_ms"]
         label = "multi-task" if kind == "multi" else "3 separate models"
-        table[f"{label}, {LABEL[backend]}, {setting_label(backend, setting)}"] = value
-        if config not in best or value < p50[f"{config}|{best[config][0]}|{int(best[config][1])}"]:
-            best[config] = setting
-    return table, best
+        table[f"{label}, {LABEL[backend]}, {setting_label(backend, setting)}"] = p50
+        key = f"{kind} {backend}"
+        if key not in best or p50 < best[key][0]:
+            best[key] = (p50, setting)
+    return table, {key: setting for key, (_, setting) in best.items()}
 
 
 def main() -> None:
