@@ -45,9 +45,9 @@ def available_cores() -> int:
 def session_options(threads: int | None = None, spinning: bool = True) -> ort.SessionOptions:
     """One intra-op pool sized to the cores; no inter-op pool (the graph is one chain).
 
-    Pool threads spin briefly between ops and runs (ONNX Runtime's default): a short
-    message runs in 1.3 ms instead of 2.2 ms on two idle cores. On cores that other busy
-    processes share, `spinning=False` is a little faster (see the benchmark's thread table).
+    Pool threads spin briefly between ops and runs (ONNX Runtime's default), the fastest
+    for one model on idle cores. Several spinning sessions in one process, or cores that
+    other busy processes share, call for `spinning=False` (see the benchmark's thread table).
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or available_cores()
@@ -56,7 +56,7 @@ def session_options(threads: int | None = None, spinning: bool = True) -> ort.Se
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Activations come from the system allocator, not a growing arena with pre-planned
-    # buffers: 17 MiB less resident after a batch of 32, at the same speed (measured).
+    # buffers: less resident after a large batch, at the same speed (measured here).
     options.enable_cpu_mem_arena = False
     options.enable_mem_pattern = False
     options.log_severity_level = 3
