@@ -43,9 +43,6 @@ class InferenceLane:
         self._jobs.put(job)
         return job.future
 
-    def predict(self, texts: list[str]) -> Results:
-        return self.submit(texts).result()
-
     def close(self) -> None:
         self._jobs.put(None)
         self._thread.join()
