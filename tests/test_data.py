@@ -24,6 +24,16 @@ PARSERS = {
 }
 BERSERK = "is vol 12 of berserk back"  # berserk -> be ##rse ##rk, characters 13-20
 CHAINSAW = "i love chainsaw man by tatsuki fujimoto"  # chains ##aw man / ta ##tsu ##ki fuji ##moto
+TITLED = [  # the two texts above, their titles and creator labelled
+    {"text": BERSERK, "entities": [{"start": 13, "end": 20, "label": "TITLE"}]},
+    {
+        "text": CHAINSAW,
+        "entities": [
+            {"start": 7, "end": 19, "label": "TITLE"},
+            {"start": 23, "end": 39, "label": "CREATOR"},
+        ],
+    },
+]
 
 
 @pytest.fixture(scope="module")
@@ -361,17 +371,7 @@ def test_ner_target_labels_only_first_sub_token_of_each_word(
     split = ner_split(
         tmp_path,
         encoder,
-        [
-            {"text": BERSERK, "entities": [{"start": 13, "end": 20, "label": "TITLE"}]},
-            {
-                "text": CHAINSAW,
-                "entities": [
-                    {"start": 7, "end": 19, "label": "TITLE"},
-                    {"start": 23, "end": 39, "label": "CREATOR"},
-                ],
-            },
-            {"text": "no labels here"},
-        ],
+        [*TITLED, {"text": "no labels here"}],
     )
     tokens = [encoder.tokenizer.convert_ids_to_tokens(e.input_ids) for e in split.encoded[:2]]
     assert tokens[0] == ["[CLS]", "is", "vol", "12", "of", "be", "##rse", "##rk", "back", "[SEP]"]
@@ -406,16 +406,7 @@ def test_ner_loss_ignores_padding_and_continuation_logits(
     split = ner_split(
         tmp_path,
         encoder,
-        [
-            {"text": BERSERK, "entities": [{"start": 13, "end": 20, "label": "TITLE"}]},
-            {
-                "text": CHAINSAW,
-                "entities": [
-                    {"start": 7, "end": 19, "label": "TITLE"},
-                    {"start": 23, "end": 39, "label": "CREATOR"},
-                ],
-            },
-        ],
+        TITLED,
     )
     head = NerHead()
     labels = head.label_set(list(split.values("entities")))

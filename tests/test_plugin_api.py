@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fake_plugins import fake_distribution
 from pydantic import BaseModel
 
 from mtl_registry.cli import main
@@ -252,18 +252,6 @@ def test_generated_csat_data_trains_with_the_ordinal_head_from_the_cli(
 
 
 # ---- broken plugins, as `mtlreg plugins` lists them --------------------------------------------
-def fake_distribution(
-    root: Path, dist: str, entry: str, module: str = "", source: str = ""
-) -> None:
-    """An installed distribution: dist-info with an entry point, and its module beside it."""
-    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[mtl_registry]\n{entry}\n")
-    if module:
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
-
-
 @pytest.fixture
 def broken_site(tmp_path: Path) -> Path:
     fake_distribution(tmp_path, "import-broken-heads", "import_broken = mtlreg_no_such_module")

@@ -4,13 +4,13 @@ invalid and clashing plugins."""
 from __future__ import annotations
 
 import sys
-import textwrap
 from collections.abc import Callable
 from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_plugins import fake_distribution
 
 import mtl_registry.heads.builtin_plugin as builtin_plugin
 from mtl_registry.errors import PluginError
@@ -45,18 +45,6 @@ class Registers:
 @pytest.fixture(autouse=True)
 def lenient(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MTLREG_STRICT_PLUGINS", raising=False)
-
-
-def fake_distribution(
-    root: Path, dist: str, entry: str, module: str | None = None, source: str = ""
-) -> None:
-    """An installed distribution on sys.path: dist-info with an entry point, and its module."""
-    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[mtl_registry]\n{entry}\n")
-    if module:
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
 
 
 # ---- discovery ----------------------------------------------------------------------------
