@@ -16,6 +16,8 @@ from onnx import numpy_helper
 
 from mtl_registry.export import ExportError, export_active, read_manifest
 from mtl_registry.export.gate import search
+from mtl_registry.export.graph import PAGE
+from mtl_registry.export.manifest import GRAPH, WEIGHTS
 from mtl_registry.export.quantize import node_groups, quantise
 from mtl_registry.registry import Registry
 from mtl_registry.runtime import Runtime
@@ -97,6 +99,27 @@ def test_export_manifest_names_encoder_heads_outputs_and_files(fp32_export):
     sentiment = next(h for h in manifest.heads if h.task == "sentiment")
     assert sentiment.labels == registry.head_manifest("sentiment", 1).labels
     assert {"model.onnx", "heads/sentiment.safetensors", "tokenizer.json"} <= set(manifest.files)
+
+
+def test_export_weights_are_page_aligned_in_one_file_that_onnx_runtime_maps(fp32_export):
+    _, path = fp32_export
+    graph = onnx.load(str(path / GRAPH), load_external_data=False).graph
+    external = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external, "no tensor was moved out of the graph file"
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        assert info["location"] == WEIGHTS and int(info["offset"]) % PAGE == 0
+    inline = [t for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    assert all(len(t.raw_data) < PAGE for t in inline)
+    assert WEIGHTS in read_manifest(path).files  # checksummed like every other file
+    model = OnnxModel.load(path)
+    mapped = Path("/proc/self/maps").read_text() if sys.platform == "linux" else ""
+    assert sys.platform != "linux" or str((path / WEIGHTS).resolve()) in mapped
+    assert model.predict(model.encoder.tokenize(TEXTS[:1]))[0].keys() == {
+        "intent",
+        "sentiment",
+        "ner",
+    }
 
 
 def test_a_changed_export_file_is_refused_on_load(fp32_export):

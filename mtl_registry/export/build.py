@@ -19,10 +19,18 @@ from safetensors.torch import save_file
 
 from mtl_registry.encoder.files import TOKENIZER_FILES
 from mtl_registry.export.gate import HeldOut, compare, logit_error, search
-from mtl_registry.export.graph import INPUTS, PROBE_TEXTS, export_graph, fuse, output_name
+from mtl_registry.export.graph import (
+    INPUTS,
+    PROBE_TEXTS,
+    export_graph,
+    fuse,
+    output_name,
+    save_mappable,
+)
 from mtl_registry.export.manifest import (
     GRAPH,
     MANIFEST,
+    WEIGHTS,
     ExportedHead,
     ExportError,
     ExportManifest,
@@ -33,7 +41,7 @@ from mtl_registry.export.quantize import PER_CHANNEL, QUANTISED_OPS, node_groups
 from mtl_registry.model import MultiTaskModel
 from mtl_registry.registry import HeadManifest
 
-FORMAT = 4  # 2: per-channel INT8 weights; 3: the gate judges dev and test; 4: int8 rows
+FORMAT = 5  # 2: per-channel INT8; 3: the gate judges dev and test; 4: int8 rows; 5: mapped weights
 SPLITS = ("dev", "test")  # the gate's held-out data: a head must pass on both
 FP32_ATOL = 1e-3  # ONNX fp32 vs PyTorch fp32 logits; fused kernels differ only by rounding
 Echo = Callable[[str], None]
@@ -269,7 +277,7 @@ def export_model(
                 )
                 manifest = manifest.model_copy(update={"quantisation": quant, "quality": quality})
             (stage / "heads").mkdir(parents=True)
-            shutil.copy2(graph, stage / GRAPH)
+            save_mappable(graph, stage / GRAPH, WEIGHTS)
             for h in manifest.heads:
                 state = model.heads[h.task].state_dict()
                 save_file(

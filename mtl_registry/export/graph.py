@@ -19,6 +19,7 @@ from mtl_registry.model import MultiTaskModel
 
 INPUTS = ("input_ids", "attention_mask")
 OPSET = 17
+PAGE = 4096  # tensors start on page boundaries so the weights file can be mapped as is
 PROBE_TEXTS = ["hi", "is vol 12 of berserk back in stock?? ordered twice already"]
 # Encoders whose graphs onnxruntime's BERT fusions (Attention, SkipLayerNorm, ...) understand.
 FUSABLE = {"bert", "distilbert", "roberta", "xlm-roberta", "electra"}
@@ -107,6 +108,34 @@ def fuse(src: Path, dst: Path, model_type: str, num_heads: int, hidden_size: int
     optimized.save_model_to_file(str(dst))
     stats = optimized.get_fused_operator_statistics()
     return {k: int(v) for k, v in stats.items() if v}
+
+
+def save_mappable(src: Path, dst: Path, weights: str, page: int = PAGE) -> int:
+    """Write the graph at `src` to `dst`, its large tensors in the file `weights` beside it,
+    each starting on a page boundary. Returns the number of tensors moved.
+
+    ONNX Runtime then maps that file instead of copying the weights out of a parsed
+    model into its heap: a session needs no second copy while it loads, embedding rows no
+    text uses stay on disk, and processes serving one export share its pages.
+    """
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    model = onnx.load(str(src))
+    moved = 0
+    with open(dst.parent / weights, "wb") as out:
+        for tensor in model.graph.initializer:
+            if len(tensor.raw_data) < page:  # biases and norms stay inline
+                continue
+            out.write(b"\0" * (-out.tell() % page))
+            offset = out.tell()
+            out.write(tensor.raw_data)
+            set_external_data(tensor, weights, offset, len(tensor.raw_data))
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            tensor.ClearField("raw_data")
+            moved += 1
+    onnx.save(model, str(dst))
+    return moved
 
 
 def op_counts(path: Path) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """What an export directory holds and promises: `export.json`, read and checked on load.
 
 model.onnx                 one graph: input_ids, attention_mask -> logits_<task> per head
+model.onnx.data            its weights, page-aligned, which ONNX Runtime maps rather than copies
 heads/<task>.safetensors   each head's module state, for `HeadType.decode` (thresholds...)
 config.json, tokenizer.*   the encoder's tokenizer, so the export tokenises on its own
 export.json                this manifest, with a checksum of every file above
@@ -22,6 +23,7 @@ from mtl_registry.registry.manifests import PluginRef, utcnow
 EXPORT_SCHEMA = 1
 MANIFEST = "export.json"
 GRAPH = "model.onnx"
+WEIGHTS = "model.onnx.data"
 
 
 class ExportError(MtlRegError):
