@@ -102,11 +102,39 @@ class MultiTaskModel(nn.Module):
 Batches = Iterator[tuple[list[tuple[int, Encoded]], dict[str, torch.Tensor]]]
 
 
-def length_batches(encoded: list[Encoded], batch_size: int) -> Iterator[list[int]]:
-    """Indices of texts of similar length together, so dynamic padding pads little."""
+# What one more model call costs, in padded tokens: the fixed part of a forward pass
+# (per-op dispatch, per-layer set-up). Measured on 2 cores, 32 mixed MangaAssist messages:
+# 17% (PyTorch) and 25% (INT8 ONNX Runtime) faster than one padded batch of 32.
+CALL_COST_TOKENS = 64
+
+
+def length_batches(
+    encoded: list[Encoded], batch_size: int, call_cost: int = CALL_COST_TOKENS
+) -> Iterator[list[int]]:
+    """Indices of texts sorted by length, cut into batches of at most `batch_size` where the
+    padded tokens plus `call_cost` per batch are fewest.
+
+    Dynamic padding pads each batch to its longest text, so one batch of mixed lengths
+    spends most of its time on padding, and batches of one spend it on call overhead.
+    On sorted lengths the best cut is a small dynamic programme (n × batch_size steps).
+    """
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    lengths = [len(encoded[i].input_ids) for i in order]
+    best = [0] * (len(order) + 1)  # best[j]: cheapest cost of the first j texts
+    start = [0] * (len(order) + 1)  # where the last batch of that cut starts
+    for j in range(1, len(order) + 1):
+        # the batch i..j-1 is padded to lengths[j - 1], its longest
+        best[j], start[j] = min(
+            (best[i] + (j - i) * lengths[j - 1] + call_cost, i)
+            for i in range(max(0, j - batch_size), j)
+        )
+    cuts = []
+    j = len(order)
+    while j > 0:
+        cuts.append((start[j], j))
+        j = start[j]
+    for i, j in reversed(cuts):
+        yield order[i:j]
 
 
 def decode_batches(
