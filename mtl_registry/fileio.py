@@ -5,23 +5,49 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# Hashes this process has already computed, by file, with the stat that identified the file.
+_known: dict[Path, tuple[tuple[int, int, int, int], str]] = {}
+_known_lock = threading.Lock()
+# A file changed this recently may change again without its timestamps moving (they tick
+# at the kernel's clock granularity), so its hash is not reused.
+RACY_SECONDS = 2.0
 
-def sha256_file(path: Path) -> str:
+
+def sha256_file(path: Path, reuse: bool = False) -> str:
+    """The file's sha256. `reuse`: return this process's earlier hash of the same file while
+    its inode, size, mtime and ctime are unchanged, as git's index does: a server swapping
+    between exports it has checked does not re-read 100 MB per swap. Any write through the
+    filesystem moves ctime, and files written in the last seconds are always re-read."""
+    stat = path.stat()
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    resolved = path.resolve()
+    if reuse:
+        with _known_lock:
+            hit = _known.get(resolved)
+        if hit is not None and hit[0] == key:
+            return hit[1]
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    value = digest.hexdigest()
+    if time.time() - max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9 > RACY_SECONDS:
+        with _known_lock:
+            _known[resolved] = (key, value)
+    return value
 
 
-def file_checksums(folder: Path) -> dict[str, str]:
-    """Relative path -> sha256 for every file under folder (sorted, so the result is stable)."""
+def file_checksums(folder: Path, reuse: bool = False) -> dict[str, str]:
+    """Relative path -> sha256 for every file under folder (sorted, so the result is stable);
+    `reuse`: see `sha256_file`."""
     return {
-        p.relative_to(folder).as_posix(): sha256_file(p)
+        p.relative_to(folder).as_posix(): sha256_file(p, reuse)
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }

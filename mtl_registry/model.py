@@ -174,7 +174,7 @@ def load_head(
             f"{manifest.encoder_fingerprint}, but the loaded encoder is {encoder.fingerprint}"
         )
     folder = registry.head_dir(manifest.task, manifest.version)
-    problems = registry.verify_files(folder, manifest.files)
+    problems = registry.verify_files(folder, manifest.files, reuse=True)
     if problems:
         raise RegistryError("; ".join(problems))
     task = Task(
@@ -189,7 +189,7 @@ def load_head(
 def load_encoder(registry: Registry, fingerprint: str, max_length: int = 128) -> SharedEncoder:
     """An encoder artifact, its files checked against the manifest first."""
     manifest = registry.encoder_manifest(fingerprint)
-    problems = registry.verify_files(registry.encoder_dir(fingerprint), manifest.files)
+    problems = registry.verify_files(registry.encoder_dir(fingerprint), manifest.files, reuse=True)
     if problems:
         raise RegistryError("; ".join(problems))
     return SharedEncoder.load(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mtl_registry import fileio
 from mtl_registry.errors import FingerprintMismatch, RegistryError
 from mtl_registry.fileio import (
     append_line,
@@ -495,6 +496,38 @@ def test_combined_fingerprint_depends_on_names_and_content_not_order() -> None:
     assert combined_fingerprint(a) != combined_fingerprint({"x": "2" * 64, "y": "1" * 64})
     assert combined_fingerprint(a) != combined_fingerprint({"x": "1" * 64, "z": "2" * 64})
     assert len(combined_fingerprint(a)) == 16
+
+
+def _unreadable(*_args, **_kwargs):
+    raise AssertionError("the file was read again")
+
+
+def test_a_reused_hash_skips_reading_an_unchanged_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(fileio, "RACY_SECONDS", -1.0)  # every file settled
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 4096)
+    first = sha256_file(path, reuse=True)
+    monkeypatch.setattr(fileio, "open", _unreadable, raising=False)
+    assert sha256_file(path, reuse=True) == first
+    with pytest.raises(AssertionError, match="read again"):
+        sha256_file(path)  # without reuse it always reads
+
+
+def test_a_rewritten_or_recent_file_is_hashed_again(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(fileio, "RACY_SECONDS", -1.0)  # every file settled
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 4096)
+    first = sha256_file(path, reuse=True)
+    time.sleep(0.05)  # past the kernel clock's tick, so ctime moves
+    path.write_bytes(b"b" * 4096)  # same size, same name
+    assert sha256_file(path, reuse=True) != first
+    monkeypatch.setattr(fileio, "RACY_SECONDS", 60.0)  # now everything is recent
+    fresh = tmp_path / "new.bin"
+    fresh.write_bytes(b"c")
+    sha256_file(fresh, reuse=True)
+    monkeypatch.setattr(fileio, "open", _unreadable, raising=False)
+    with pytest.raises(AssertionError, match="read again"):
+        sha256_file(fresh, reuse=True)
 
 
 def test_file_checksums_cover_nested_files_with_posix_names(tmp_path: Path) -> None:

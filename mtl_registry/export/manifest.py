@@ -107,7 +107,7 @@ def read_manifest(folder: Path, verify: bool = True) -> ExportManifest:
     except (ValidationError, json.JSONDecodeError) as exc:
         raise ExportError(f"{path}: not a valid export manifest: {exc}") from exc
     if verify:
-        actual = {k: v for k, v in file_checksums(folder).items() if k != MANIFEST}
+        actual = {k: v for k, v in file_checksums(folder, reuse=True).items() if k != MANIFEST}
         bad = sorted(k for k in manifest.files if actual.get(k) != manifest.files[k])
         if bad:
             raise ExportError(f"{folder}: files missing or changed since export: {', '.join(bad)}")

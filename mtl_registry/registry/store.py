@@ -427,9 +427,12 @@ class Registry:
         return entries
 
     # ---- integrity -------------------------------------------------------------------
-    def verify_files(self, folder: Path, expected: dict[str, str]) -> list[str]:
-        """Checksum problems of one artifact folder (empty list: intact)."""
-        actual = {k: v for k, v in file_checksums(folder).items() if k != MANIFEST}
+    def verify_files(
+        self, folder: Path, expected: dict[str, str], reuse: bool = False
+    ) -> list[str]:
+        """Checksum problems of one artifact folder (empty list: intact). `reuse`: trust
+        hashes this process computed for unchanged files (loading; see `sha256_file`)."""
+        actual = {k: v for k, v in file_checksums(folder, reuse).items() if k != MANIFEST}
         problems = [f"{folder / n}: missing" for n in expected if n not in actual]
         problems += [f"{folder / n}: unexpected file" for n in actual if n not in expected]
         problems += [
