@@ -110,9 +110,9 @@ def fuse(src: Path, dst: Path, model_type: str, num_heads: int, hidden_size: int
     return {k: int(v) for k, v in stats.items() if v}
 
 
-def save_mappable(src: Path, dst: Path, weights: str, page: int = PAGE) -> int:
+def save_mappable(src: Path, dst: Path, weights: str, page: int = PAGE) -> None:
     """Write the graph at `src` to `dst`, its large tensors in the file `weights` beside it,
-    each starting on a page boundary. Returns the number of tensors moved.
+    each starting on a page boundary.
 
     ONNX Runtime then maps that file instead of copying the weights out of a parsed
     model into its heap: a session needs no second copy while it loads, embedding rows no
@@ -122,7 +122,6 @@ def save_mappable(src: Path, dst: Path, weights: str, page: int = PAGE) -> int:
     from onnx.external_data_helper import set_external_data
 
     model = onnx.load(str(src))
-    moved = 0
     with open(dst.parent / weights, "wb") as out:
         for tensor in model.graph.initializer:
             if len(tensor.raw_data) < page:  # biases and norms stay inline
@@ -133,9 +132,7 @@ def save_mappable(src: Path, dst: Path, weights: str, page: int = PAGE) -> int:
             set_external_data(tensor, weights, offset, len(tensor.raw_data))
             tensor.data_location = onnx.TensorProto.EXTERNAL
             tensor.ClearField("raw_data")
-            moved += 1
     onnx.save(model, str(dst))
-    return moved
 
 
 def op_counts(path: Path) -> dict[str, int]:
