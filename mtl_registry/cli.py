@@ -569,6 +569,10 @@ def serve(
     from mtl_registry.serving import Limits
     from mtl_registry.serving import serve as run_serve
 
+    if backend != "torch":  # a head swap then starts no second pool beside the serving one
+        from mtl_registry.runtime.onnx_backend import share_one_thread_pool
+
+        share_one_thread_pool(threads)
     runtime = Runtime(registry, backend=backend, threads=threads)
     click.echo(
         f"serving {', '.join(f'{t} v{v}' for t, v in runtime.heads.versions['heads'].items())}"

@@ -122,6 +122,38 @@ def test_export_weights_are_page_aligned_in_one_file_that_onnx_runtime_maps(fp32
     }
 
 
+_COUNT_POOL_THREADS = """
+import os, sys
+from mtl_registry.runtime.onnx_backend import OnnxModel, share_one_thread_pool
+if sys.argv[2] == "shared":
+    share_one_thread_pool(2)
+threads = lambda: len(os.listdir("/proc/self/task"))
+first = OnnxModel.load(sys.argv[1], threads=2)
+first.predict(first.encoder.tokenize(["hi"]))  # the libraries' own threads start here
+before = threads()
+second = OnnxModel.load(sys.argv[1], threads=2)  # a swap's next model, beside the live one
+second.predict(second.encoder.tokenize(["hi"]))
+print(threads() - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="counts threads in /proc")
+def test_a_shared_thread_pool_gives_the_next_session_no_threads_of_its_own(fp32_export):
+    _, path = fp32_export
+
+    def added(mode: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", _COUNT_POOL_THREADS, str(path), mode],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(run.stdout.strip().splitlines()[-1])
+
+    assert added("own") >= 1  # each session starts its own pool thread
+    assert added("shared") == 0
+
+
 def test_a_changed_export_file_is_refused_on_load(fp32_export):
     _, path = fp32_export
     state = path / "heads" / "sentiment.safetensors"
