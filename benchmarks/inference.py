@@ -294,10 +294,10 @@ def memory_probe(kind: str, backend: str, work: Path) -> None:
     if kind != "none":
         multi = Registry(work / "multitask")
         separate = {t: Registry(work / "separate" / t) for t in TASKS}
-        if kind.startswith("separate:"):
-            separate = {t: r for t, r in separate.items() if t == kind.split(":")[1]}
-        # threads do not change memory
-        model = load(kind.split(":")[0], backend, multi, separate, threads=1)
+        kind, _, alone = kind.partition(":")  # separate:TASK -> that one model
+        if alone:
+            separate = {alone: separate[alone]}
+        model = load(kind, backend, multi, separate, threads=1)  # threads do not change memory
         texts = [MESSAGE] * 32
         for _ in range(3):
             model.predict([MESSAGE])
